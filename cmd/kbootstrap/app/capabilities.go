@@ -1,0 +1,18 @@
+package app
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
+)
+
+// addCapabilities registers the certs and etcd command trees.
+func addCapabilities(root *cobra.Command, g *cli.Globals) {
+	for _, name := range []string{"certs", "etcd"} {
+		root.AddCommand(&cobra.Command{
+			Use:   name,
+			Short: "not implemented yet",
+			RunE:  func(*cobra.Command, []string) error { return cli.NotImplemented(name) },
+		})
+	}
+}

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/node"
+)
+
+// Streams are a command's standard streams.
+type Streams struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// Globals are the global flags and what a run shares.
+type Globals struct {
+	Inventory         string
+	Output            string
+	Concurrency       int
+	Hosts             []string
+	Roles             []string
+	Verbose           int
+	AcceptNewHostKeys bool
+	ConnectTimeout    time.Duration
+
+	Streams  Streams
+	Logger   *slog.Logger
+	Redactor *node.Redactor
+}
+
+// The output formats of -o.
+const (
+	OutputTable = "table"
+	OutputJSON  = "json"
+	OutputYAML  = "yaml"
+)
+
+// ExitError carries an exit code other than 2 (warnings: 1), or a failure
+// (2) whose message was already printed when Err is nil.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Exit returns nil for code 0 and an *ExitError otherwise: a command whose
+// output already said everything (a report with warnings or failures).
+func Exit(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &ExitError{Code: code}
+}
+
+// ErrNotImplemented is returned by commands of the contract that are not
+// built yet.
+var ErrNotImplemented = errors.New("not implemented yet")
+
+// NotImplemented is the RunE of a command that is not built yet: exit 2 with
+// a clear message, never a pretend success.
+func NotImplemented(name string) error {
+	return fmt.Errorf("kbootstrap %s: %w", name, ErrNotImplemented)
+}
+
+// Validate checks the global flags.
+func (g *Globals) Validate() error {
+	switch g.Output {
+	case OutputTable, OutputJSON, OutputYAML:
+	default:
+		return fmt.Errorf("--output %q: must be table, json or yaml", g.Output)
+	}
+	if g.Concurrency < 1 {
+		return fmt.Errorf("--concurrency %d: must be at least 1", g.Concurrency)
+	}
+	for _, r := range g.Roles {
+		if !slices.Contains(inventory.Roles, inventory.Role(r)) {
+			return fmt.Errorf("--role %q: must be one of control-plane, worker, loadbalancer", r)
+		}
+	}
+	return nil
+}
+
+// LoadInventory reads the -i file.
+func (g *Globals) LoadInventory() (*inventory.Inventory, error) {
+	return inventory.Load(g.Inventory)
+}
+
+// Select applies --host and --role to the inventory's nodes. roles further
+// limits the result (e.g. control planes only); an empty result is an error.
+func (g *Globals) Select(inv *inventory.Inventory, roles ...inventory.Role) ([]inventory.Node, error) {
+	sel := inventory.Selector{Hosts: g.Hosts}
+	for _, r := range g.Roles {
+		sel.Roles = append(sel.Roles, inventory.Role(r))
+	}
+	nodes, err := inv.Select(sel)
+	if err != nil {
+		return nil, err
+	}
+	if len(roles) > 0 {
+		nodes = slices.DeleteFunc(nodes, func(n inventory.Node) bool { return !slices.Contains(roles, n.Role) })
+	}
+	if len(nodes) == 0 {
+		what := "the selection"
+		if len(roles) > 0 {
+			var rs []string
+			for _, r := range roles {
+				rs = append(rs, string(r))
+			}
+			what = strings.Join(rs, "/") + " nodes of the selection"
+		}
+		return nil, fmt.Errorf("%s: no node matches %s", inv.File, what)
+	}
+	return nodes, nil
+}
+
+// Pool returns the connection pool of this run for inv; close it when done.
+func (g *Globals) Pool(inv *inventory.Inventory) *node.Pool {
+	timeout := g.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return node.NewPool(inv, node.PoolOptions{
+		AcceptNewHostKeys: g.AcceptNewHostKeys,
+		ConnectTimeout:    timeout,
+		Logger:            g.Logger,
+		Redactor:          g.Redactor,
+		PassphrasePrompt:  node.TerminalPassphrasePrompt(os.Stdin, g.Streams.Err),
+	})
+}

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+// Local is the machine kbootstrap runs on (--local, e.g. from cron on a
+// control plane).
+type Local struct {
+	name   string
+	logger *slog.Logger
+}
+
+var _ Node = (*Local)(nil)
+
+// NewLocal returns the local machine as a Node called name. A nil logger
+// discards logs.
+func NewLocal(name string, logger *slog.Logger) *Local {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Local{name: name, logger: logger}
+}
+
+// Name implements Node.
+func (l *Local) Name() string { return l.name }
+
+// Privileged implements Node: true when running as root.
+func (l *Local) Privileged() bool { return os.Geteuid() == 0 }
+
+// Run implements Runner with sh -c.
+func (l *Local) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result, error) {
+	o := Apply(opts)
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	var stdout, stderr bytes.Buffer
+	c.Stdin = o.Stdin
+	c.Stdout = teeWriter(&stdout, o.Stdout)
+	c.Stderr = teeWriter(&stderr, o.Stderr)
+	logged := loggedCmd(cmd, o)
+	l.logger.Debug("run", "node", l.name, "cmd", logged)
+	err := c.Run()
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ctx.Err() == nil {
+		res.ExitCode = ee.ExitCode()
+		return res, &ExitError{Node: l.name, Cmd: logged, ExitCode: res.ExitCode, Stderr: loggedOutput(res.Stderr, o)}
+	}
+	if err != nil {
+		return res, fmt.Errorf("run %q: %w", logged, err)
+	}
+	return res, nil
+}
+
+// ReadFile implements Files.
+func (l *Local) ReadFile(_ context.Context, path string) ([]byte, error) { return os.ReadFile(path) }
+
+// Stat implements Files (without following a final symlink).
+func (l *Local) Stat(_ context.Context, path string) (FileInfo, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	return localInfo(fi), nil
+}
+
+// ReadDir implements Files.
+func (l *Local) ReadDir(_ context.Context, dir string) ([]FileInfo, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]FileInfo, 0, len(entries))
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, localInfo(fi))
+	}
+	return out, nil
+}
+
+func localInfo(fi os.FileInfo) FileInfo {
+	info := FileInfo{Name: fi.Name(), Size: fi.Size(), Mode: fi.Mode(), ModTime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		info.UID, info.GID = int(st.Uid), int(st.Gid)
+	}
+	return info
+}
+
+// WriteFile implements Files: temp file in the same directory, chmod, chown,
+// fsync, rename, fsync of the directory.
+func (l *Local) WriteFile(_ context.Context, path string, r io.Reader, opts WriteOptions) (err error) {
+	mode := opts.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".kbtmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(mode.Perm()); err != nil {
+		return err
+	}
+	if opts.Chown {
+		if err = f.Chown(opts.UID, opts.GID); err != nil {
+			return err
+		}
+	}
+	if _, err = io.Copy(f, r); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Remove implements Files.
+func (l *Local) Remove(_ context.Context, path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Dial implements Dialer.
+func (l *Local) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+func teeWriter(buf *bytes.Buffer, w io.Writer) io.Writer {
+	if w == nil {
+		return buf
+	}
+	return io.MultiWriter(buf, w)
+}

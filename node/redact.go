@@ -1,0 +1,139 @@
+package node
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"sync"
+)
+
+// Redacted replaces a secret in logged text.
+const Redacted = "[REDACTED]"
+
+// RedactString replaces every non-empty secret in s.
+func RedactString(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, Redacted)
+		}
+	}
+	return s
+}
+
+func loggedCmd(cmd string, o ExecOptions) string {
+	if o.HideCmd {
+		return "[sensitive command]"
+	}
+	return RedactString(cmd, o.Secrets)
+}
+
+func loggedOutput(b []byte, o ExecOptions) string {
+	if o.HideOutput {
+		return "[output hidden]"
+	}
+	return RedactString(string(b), o.Secrets)
+}
+
+// Redactor is a set of secrets shared by a run. Its Writer redacts them from
+// everything written through it, line by line, so a secret is never split
+// across two writes: use it in front of the log and the terminal.
+type Redactor struct {
+	mu      sync.RWMutex
+	secrets []string
+}
+
+// Add registers secrets (empty ones are ignored).
+func (r *Redactor) Add(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range secrets {
+		if s != "" {
+			r.secrets = append(r.secrets, s)
+		}
+	}
+}
+
+// String redacts s.
+func (r *Redactor) String(s string) string {
+	if r == nil {
+		return s
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return RedactString(s, r.secrets)
+}
+
+// Writer returns a writer that buffers until a newline and writes each
+// complete line to w with the secrets redacted. Close (or Flush) writes what
+// is left.
+func (r *Redactor) Writer(w io.Writer) *LineWriter {
+	return &LineWriter{w: w, transform: r.String}
+}
+
+// PrefixWriter returns a LineWriter that prefixes every line with prefix
+// ("cp1: ") and redacts it through r (r may be nil).
+func PrefixWriter(w io.Writer, prefix string, r *Redactor) *LineWriter {
+	return &LineWriter{w: w, transform: func(s string) string { return prefix + r.String(s) }}
+}
+
+// LineWriter writes whole lines, transformed, to an underlying writer. Lines
+// of several LineWriters sharing one destination never interleave mid-line
+// when the destination is a *SyncWriter.
+type LineWriter struct {
+	mu        sync.Mutex
+	w         io.Writer
+	buf       []byte
+	transform func(string) string
+}
+
+// Write implements io.Writer.
+func (l *LineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(l.buf[:i])
+		l.buf = l.buf[i+1:]
+		if _, err := io.WriteString(l.w, l.transform(line)+"\n"); err != nil {
+			return len(p), err
+		}
+	}
+	return len(p), nil
+}
+
+// Flush writes a final incomplete line, if any.
+func (l *LineWriter) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) == 0 {
+		return nil
+	}
+	line := string(l.buf)
+	l.buf = nil
+	_, err := io.WriteString(l.w, l.transform(line)+"\n")
+	return err
+}
+
+// Close flushes.
+func (l *LineWriter) Close() error { return l.Flush() }
+
+// SyncWriter serialises writes to w, so whole lines from many goroutines
+// never interleave.
+type SyncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewSyncWriter wraps w.
+func NewSyncWriter(w io.Writer) *SyncWriter { return &SyncWriter{w: w} }
+
+// Write implements io.Writer.
+func (s *SyncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kbootstrap/kbootstrap/test/lab"
+)
+
+var (
+	// repoRoot is the product module's directory.
+	repoRoot string
+	// kbBinary is the kbootstrap binary built for this run.
+	kbBinary string
+	// skipReason is why lab tests cannot run on this machine ("" when they can).
+	skipReason string
+
+	labsMu sync.Mutex
+	labs   = map[string]*lab.Lab{}
+	// labErr remembers a lab that failed to come up, so every test reports
+	// it instead of retrying.
+	labErr = map[string]error{}
+	// labLocks are the shared locks this process holds on its labs.
+	labLocks = map[string]*os.File{}
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	skipReason = labPrerequisites()
+	tmp, err := os.MkdirTemp("", "kbootstrap-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	kbBinary = filepath.Join(tmp, "kbootstrap")
+	build := exec.Command("go", "build", "-o", kbBinary, "./cmd/kbootstrap")
+	build.Dir = repoRoot
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building kbootstrap:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if os.Getenv("KBOOTSTRAP_KEEP_LAB") == "" {
+		for id, l := range labs {
+			// Another test process still using this lab keeps it up.
+			lock := labLocks[id]
+			if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+				fmt.Fprintf(os.Stderr, "lab %s left up: another test process uses it\n", id)
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			if err := l.Down(ctx); err != nil {
+				fmt.Fprintf(os.Stderr, "lab %s down: %v\n", id, err)
+				code = 1
+			}
+			cancel()
+		}
+	}
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}
+
+// labPrerequisites says what this machine lacks to run lab nodes.
+func labPrerequisites() string {
+	if os.Geteuid() != 0 {
+		return "lab tests need root (network, mount and PID namespaces); CI runs them as root"
+	}
+	for _, tool := range []string{"ip", "unshare", "nsenter", "debootstrap", "ssh-keygen", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("lab tests need %s (run .ci/run's apt-get install line)", tool)
+		}
+	}
+	return ""
+}
+
+// labSpec is a lab a test asks for; labs with the same ID are shared.
+type labSpec struct {
+	id      string
+	subnet  string
+	subnet2 string
+	nodes   []lab.NodeSpec
+}
+
+// sharedSpec is the lab most tests use: three control-plane nodes.
+var sharedSpec = labSpec{
+	id: "e2e", subnet: "10.79.0.0/24", subnet2: "10.80.0.0/24",
+	nodes: []lab.NodeSpec{{Name: "cp1", Role: "control-plane"}, {Name: "cp2", Role: "control-plane"}, {Name: "cp3", Role: "control-plane"}},
+}
+
+// sharedLab returns the lab of three control planes cp1..cp3, bringing it up
+// on first use; it skips the test when the machine cannot run labs.
+func sharedLab(t *testing.T) *lab.Lab { return labFor(t, sharedSpec) }
+
+func labFor(t *testing.T, spec labSpec) *lab.Lab {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	labsMu.Lock()
+	defer labsMu.Unlock()
+	if l, ok := labs[spec.id]; ok {
+		return l
+	}
+	if err, ok := labErr[spec.id]; ok {
+		t.Fatalf("lab %s did not come up: %v", spec.id, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cfg := lab.Config{
+		ID:      spec.id,
+		Dir:     filepath.Join(repoRoot, ".lab", "test-"+spec.id),
+		Subnet:  spec.subnet,
+		Subnet2: spec.subnet2,
+		Nodes:   spec.nodes,
+		Log:     testLogWriter{},
+	}
+	if bin := artifactsBin(); bin != "" {
+		cfg.ArtifactsDir = bin
+	}
+	// Several test processes (go test runs packages in parallel; developers
+	// run tests side by side) may share a lab: each holds a shared lock while
+	// it runs, and only the last one out takes it down. Up is idempotent: a
+	// lab left by a crashed run is reused, stopped nodes are started.
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(cfg.Dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	labLocks[spec.id] = lock
+	l, err := lab.Up(ctx, cfg)
+	if err != nil {
+		labErr[spec.id] = err
+		t.Fatalf("lab %s up: %v", spec.id, err)
+	}
+	labs[spec.id] = l
+	return l
+}
+
+// artifactsBin is the directory of upstream binaries (kubeadm, etcd, ...),
+// or "" when they were not built.
+func artifactsBin() string {
+	for _, d := range []string{os.Getenv("KBOOTSTRAP_ARTIFACTS_BIN"), filepath.Join(repoRoot, ".lab", "artifacts", "bin")} {
+		if d == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "kubeadm")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+type testLogWriter struct{}
+
+func (testLogWriter) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
+
+// result is one run of the kbootstrap binary.
+type result struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// kb runs the kbootstrap binary with args; -i is the shared lab's inventory
+// unless args give one.
+func kb(t *testing.T, args ...string) (stdout, stderr string, exitCode int) {
+	t.Helper()
+	r := kbRun(t, nil, args...)
+	return r.stdout, r.stderr, r.code
+}
+
+// kbRun runs the binary with extra environment and its timing.
+func kbRun(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	hasInv := false
+	for _, a := range args {
+		if a == "-i" || a == "--inventory" || strings.HasPrefix(a, "--inventory=") {
+			hasInv = true
+		}
+	}
+	if !hasInv && len(args) > 0 && args[0] != "version" {
+		args = append([]string{"-i", sharedLab(t).InventoryFile}, args...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kbBinary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("kbootstrap %s: %v", strings.Join(args, " "), err)
+	}
+	t.Logf("kbootstrap %s → exit %d in %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
+	return r
+}
+
+// labExec runs a shell command as root inside a node of the shared lab.
+func labExec(t *testing.T, nodeName, cmd string) string {
+	t.Helper()
+	return labExecIn(t, sharedLab(t), nodeName, cmd)
+}
+
+func labExecIn(t *testing.T, l *lab.Lab, nodeName, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := l.Exec(ctx, nodeName, "sh", "-c", cmd)
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s", nodeName, cmd, err, out)
+	}
+	return string(out)
+}
+
+// writeFile writes a test file and returns its path.
+func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var (
+	helperOnce sync.Once
+	helperBin  string
+	helperErr  error
+)
+
+// kbHelper runs the nodewriter test helper (built once) against inv.
+func kbHelper(t *testing.T, inv string, args ...string) result {
+	helperOnce.Do(func() {
+		helperBin = filepath.Join(filepath.Dir(kbBinary), "nodewriter")
+		cmd := exec.Command("go", "build", "-o", helperBin, "./e2e/nodewriter")
+		cmd.Dir = filepath.Join(repoRoot, "test")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			helperErr = fmt.Errorf("build nodewriter: %v\n%s", err, out)
+		}
+	})
+	if helperErr != nil {
+		return result{code: -1, stderr: helperErr.Error()}
+	}
+	cmd := exec.Command(helperBin, append([]string{inv}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		r.code, r.stderr = -1, err.Error()
+	}
+	return r
+}
