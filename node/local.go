@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // Local is the machine kbootstrap runs on (--local, e.g. from cron on a
@@ -42,6 +43,8 @@ func (l *Local) Privileged() bool { return os.Geteuid() == 0 }
 func (l *Local) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result, error) {
 	o := Apply(opts)
 	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	// A child that keeps the output pipes open must not hold Run past ctx.
+	c.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	c.Stdin = o.Stdin
 	c.Stdout = teeWriter(&stdout, o.Stdout)

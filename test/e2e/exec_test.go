@@ -378,4 +378,3 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-

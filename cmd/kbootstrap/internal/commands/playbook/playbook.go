@@ -1,20 +1,173 @@
-// Package playbook is `kbootstrap playbook`: ansible-free playbooks.
 package playbook
 
 import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
 	"github.com/spf13/cobra"
 
+	playbooks "github.com/kbootstrap/kbootstrap/ansible-free-playbooks"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
+	"github.com/kbootstrap/kbootstrap/node"
 )
+
+type runFlags struct {
+	check bool
+	extra []string
+}
 
 // NewCommand returns `playbook` with run and list.
 func NewCommand(g *cli.Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "playbook", Short: "Run ansible-free playbooks"}
-	cmd.AddCommand(
-		&cobra.Command{Use: "run FILE|NAME [--check]", Short: "run a playbook (not implemented yet)",
-			RunE: func(*cobra.Command, []string) error { return cli.NotImplemented("playbook run") }},
-		&cobra.Command{Use: "list", Short: "list the shipped playbooks (not implemented yet)",
-			RunE: func(*cobra.Command, []string) error { return cli.NotImplemented("playbook list") }},
-	)
+	cmd.AddCommand(newRun(g), newList(g))
 	return cmd
+}
+
+func newRun(g *cli.Globals) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run FILE|NAME [--check] [-e key=value]...",
+		Short: "Run a playbook file or a shipped playbook on the selected nodes",
+		Long: `Run a playbook (a YAML file, or the name of a shipped playbook: see
+"kbootstrap playbook list") on the nodes of the selection that its hosts match.
+Progress is one line per host per task ("cp1 | changed | config"; on stderr
+with -o json|yaml), then a recap per host. --check reports what would change
+and changes nothing. A failing host stops only its own tasks (unless the play
+sets any_errors_fatal); the exit code is 2 when any host failed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			extra, err := parseExtraVars(f.extra)
+			if err != nil {
+				return err
+			}
+			pb, err := playbooks.Load(args[0])
+			if err != nil {
+				return err
+			}
+			inv, err := g.LoadInventory()
+			if err != nil {
+				return err
+			}
+			nodes, err := g.Select(inv)
+			if err != nil {
+				return err
+			}
+			pool := g.Pool(inv)
+			defer pool.Close()
+			progress := g.Streams.Out
+			if g.Output != cli.OutputTable {
+				progress = g.Streams.Err
+			}
+			recap, runErr := playbooks.Run(cmd.Context(), pb, playbooks.Options{
+				Inventory:   inv,
+				Nodes:       nodes,
+				Connector:   pool,
+				Concurrency: g.Concurrency,
+				Check:       f.check,
+				ExtraVars:   extra,
+				Reporter:    progressPrinter(node.NewSyncWriter(progress)),
+				Redactor:    g.Redactor,
+			})
+			return report(g, recap, runErr)
+		},
+	}
+	cmd.Flags().BoolVar(&f.check, "check", false, "report what would change; change nothing")
+	cmd.Flags().StringArrayVarP(&f.extra, "extra-vars", "e", nil, "set a var (key=value), over the playbook's vars")
+	return cmd
+}
+
+func parseExtraVars(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("-e %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// progressPrinter prints "HOST | STATUS | TASK[: message]".
+func progressPrinter(w io.Writer) playbooks.Reporter {
+	return playbooks.ReporterFunc(func(e playbooks.Event) {
+		status := string(e.Status)
+		if e.Ignored {
+			status = "failed (ignored)"
+		}
+		task := e.Task
+		if e.Handler {
+			task = "handler: " + task
+		}
+		line := fmt.Sprintf("%s | %s | %s", e.Host, status, task)
+		if msg := firstLine(e.Msg); msg != "" && (e.Status == playbooks.StatusFailed || e.Status == playbooks.StatusChanged) {
+			line += ": " + msg
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// report prints the recap (Ansible's PLAY RECAP, or JSON/YAML), the error
+// of each failed host on stderr, and turns failures into exit code 2.
+func report(g *cli.Globals, recap *playbooks.Recap, runErr error) error {
+	if recap == nil {
+		return runErr
+	}
+	encoded, err := g.Encode(recap)
+	if err != nil {
+		return err
+	}
+	if !encoded {
+		fmt.Fprintln(g.Streams.Out, "\nPLAY RECAP")
+		tw := tabwriter.NewWriter(g.Streams.Out, 0, 0, 1, ' ', 0)
+		for _, name := range recap.Order {
+			s := recap.Hosts[name]
+			fmt.Fprintf(tw, "%s\t: ok=%d\tchanged=%d\tfailed=%d\tskipped=%d", name, s.OK, s.Changed, s.Failed, s.Skipped)
+			if s.Ignored > 0 {
+				fmt.Fprintf(tw, "\tignored=%d", s.Ignored)
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+	}
+	if runErr == nil {
+		return nil
+	}
+	nodeErrs := node.NodeErrors(runErr)
+	for _, ne := range nodeErrs {
+		fmt.Fprintf(g.Streams.Err, "✗ %s\n", g.Redactor.String(ne.Error()))
+	}
+	if len(nodeErrs) == 0 {
+		return runErr
+	}
+	return cli.Exit(2)
+}
+
+func newList(g *cli.Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the shipped playbooks",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			list, err := playbooks.List()
+			if err != nil {
+				return err
+			}
+			if ok, err := g.Encode(list); ok || err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.Streams.Out, 0, 0, 2, ' ', 0)
+			for _, i := range list {
+				fmt.Fprintf(tw, "%s\t%s\n", i.Name, i.Description)
+			}
+			return tw.Flush()
+		},
+	}
 }
