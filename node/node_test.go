@@ -278,6 +278,9 @@ func TestSudoFiles(t *testing.T) {
 	if _, err := n.ReadFile(ctx, filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ReadFile(missing) = %v, want ErrNotExist", err)
 	}
+	if _, err := n.ReadDir(ctx, filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadDir(missing) = %v, want ErrNotExist", err)
+	}
 	os.Mkdir(filepath.Join(dir, "sub"), 0o750)
 	entries, err := n.ReadDir(ctx, dir)
 	if err != nil || len(entries) != 2 {

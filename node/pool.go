@@ -28,7 +28,8 @@ type PoolOptions struct {
 	// KeepAlive is the interval of keepalive requests (default 15 s).
 	KeepAlive time.Duration
 	// MaxSessions bounds the sessions open at once on one connection
-	// (OpenSSH's MaxSessions defaults to 10; default 8 leaves room for SFTP).
+	// (OpenSSH's MaxSessions defaults to 10; default 6 leaves room for the
+	// SFTP session and for sessions sshd is still tearing down).
 	MaxSessions int
 	Logger      *slog.Logger
 	Redactor    *Redactor
@@ -68,7 +69,7 @@ func NewPool(inv *inventory.Inventory, opts PoolOptions) *Pool {
 		opts.KeepAlive = 15 * time.Second
 	}
 	if opts.MaxSessions <= 0 {
-		opts.MaxSessions = 8
+		opts.MaxSessions = 6
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -89,7 +89,8 @@ func (s *sudoNode) Stat(ctx context.Context, p string) (FileInfo, error) {
 }
 
 func (s *sudoNode) ReadDir(ctx context.Context, dir string) ([]FileInfo, error) {
-	cmd := "cd " + ShellQuote(dir) + " && for f in * .[!.]* ..?*; do [ -e \"$f\" ] || [ -L \"$f\" ] || continue; stat -c " + ShellQuote(statFormat) + " -- \"$f\"; done"
+	q := ShellQuote(dir)
+	cmd := "[ -e " + q + " ] || { echo " + q + ": No such file or directory >&2; exit 2; }; cd " + q + " && for f in * .[!.]* ..?*; do [ -e \"$f\" ] || [ -L \"$f\" ] || continue; stat -c " + ShellQuote(statFormat) + " -- \"$f\"; done"
 	res, err := s.Run(ctx, cmd)
 	if err != nil {
 		return nil, fileError("readdir", dir, res, err)
