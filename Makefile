@@ -7,14 +7,21 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/cmd/kbootstrap/app.version=$(VERSION) -X $(PKG)/cmd/kbootstrap/app.commit=$(COMMIT)
 
-# The lab: `make lab` brings up cp1..cp3 (LAB_CP, LAB_WORKERS, LAB_LB change the counts) and writes
-# .lab/kbootstrap.yaml, .lab/id_ed25519 and .lab/known_hosts. Needs root.
+# The lab: `make lab` brings up Kubernetes nodes (systemd, containerd, ...: design.md "A Kubernetes
+# node") cp1..cp3, worker1..worker2 and lb1 (LAB_CP, LAB_WORKERS, LAB_LB change the counts;
+# LAB_KUBERNETES=0 makes the minimal tini+sshd nodes instead) and writes .lab/kbootstrap.yaml
+# (controlPlaneEndpoint on lb1), .lab/id_ed25519 and .lab/known_hosts. Needs root. Each step prints
+# its time.
 LAB_DIR ?= $(CURDIR)/.lab
 LAB_ID  ?= lab
 LAB     := $(CURDIR)/bin/lab
 LABFLAGS = --dir $(LAB_DIR) --id $(LAB_ID)
+LAB_CP         ?= 3
+LAB_WORKERS    ?= 2
+LAB_LB         ?= 1
+LAB_KUBERNETES ?= 1
 
-.PHONY: build test lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test
+.PHONY: build test lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kbootstrap ./cmd/kbootstrap
@@ -27,13 +34,31 @@ lab-bin:
 	cd test && $(GO) build -o $(LAB) ./lab/cmd/lab
 
 lab: lab-bin
-	$(LAB) up $(LABFLAGS)
+	$(LAB) up $(LABFLAGS) --cp $(LAB_CP) --workers $(LAB_WORKERS) --lb $(LAB_LB) $(if $(filter 1,$(LAB_KUBERNETES)),--kubernetes)
+
+# The offline artifacts an air-gapped user hands to kbootstrap, built by version into
+# /var/cache/kbootstrap-lab/artifacts and installed into .lab/artifacts: the static binaries
+# (test/upstream/build.sh: kubeadm, kubelet, kubectl, kube-*, etcd*; images.sh: coredns, pause) in
+# bin/ and the images kubeadm pulls in images/ (images.sh). Cold: minutes; warm: seconds.
+lab-artifacts:
+	test/upstream/build.sh $(LAB_DIR)/artifacts
+	test/upstream/images.sh $(LAB_DIR)/artifacts
+
+# Only the images (and coredns, pause); needs the binaries of build.sh in .lab/artifacts/bin.
+lab-images:
+	test/upstream/images.sh $(LAB_DIR)/artifacts
 
 lab-down: lab-bin
 	$(LAB) down $(LABFLAGS)
 
 lab-status: lab-bin
 	$(LAB) status $(LABFLAGS)
+
+# make lab-routes [FROM=cp1]: routes between the nodes' pod CIDRs (as the controller-manager assigned
+# them) in every node, for a bridge + host-local pod network.
+FROM ?= cp1
+lab-routes: lab-bin
+	$(LAB) routes $(LABFLAGS) --from $(FROM)
 
 lab-stop lab-start lab-partition lab-heal: lab-bin
 	@test -n "$(NODE)" || { echo "usage: make $@ NODE=name" >&2; exit 2; }

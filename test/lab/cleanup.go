@@ -86,6 +86,9 @@ func down(ctx context.Context, dir, id string, log *logger) error {
 	log.step(t, "processes of lab %s killed", id)
 
 	t = time.Now()
+	for _, cg := range labCgroups(id) {
+		errs = append(errs, removeCgroup(ctx, cg))
+	}
 	errs = append(errs, unmountLab(id, dir)...)
 	for _, ns := range labNetns(id) {
 		if _, err := run(ctx, nil, "ip", "netns", "del", ns); err != nil {
@@ -168,7 +171,10 @@ func labNetns(id string) []string {
 
 // labPIDs lists the processes of the lab: those in its network namespaces and those carrying its
 // ID in their environment (the init of a node whose namespace file is gone).
-func labPIDs(id string) []int {
+func labPIDs(id string) []int { return labPIDsIn(id, labCgroups(id)) }
+
+// labPIDsIn is labPIDs with the lab's cgroups already listed.
+func labPIDsIn(id string, cgroups []string) []int {
 	inos := map[uint64]bool{}
 	for _, ns := range labNetns(id) {
 		if ino := netnsInode(ns); ino != 0 {
@@ -178,8 +184,18 @@ func labPIDs(id string) []int {
 	marker := []byte(envID + "=" + id)
 	self := os.Getpid()
 	var pids []int
+	inCgroup := map[int]bool{}
+	for _, cg := range cgroups {
+		for _, p := range cgroupPIDs(cg) {
+			inCgroup[p] = true
+		}
+	}
 	for _, pid := range allPIDs() {
 		if pid == self {
+			continue
+		}
+		if inCgroup[pid] {
+			pids = append(pids, pid)
 			continue
 		}
 		if inos[pidNetns(pid)] {
@@ -206,8 +222,9 @@ func killLab(ctx context.Context, id string) error {
 	defer cancel()
 	var last []int
 	var killed procSet
+	cgroups := labCgroups(id) // no new ones appear while the lab's processes die
 	err := poll(ctx, 10*time.Millisecond, func() (bool, error) {
-		last = labPIDs(id)
+		last = labPIDsIn(id, cgroups)
 		for _, p := range last {
 			killed.kill(p)
 		}
@@ -383,6 +400,9 @@ func Leftovers(ctx context.Context, dir, id string) ([]string, error) {
 	}
 	for _, ns := range labNetns(id) {
 		left = append(left, "netns "+ns)
+	}
+	for _, cg := range labCgroups(id) {
+		left = append(left, "cgroup "+cg)
 	}
 	links, err := labLinks(ctx, id)
 	for _, l := range links {

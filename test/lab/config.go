@@ -56,6 +56,13 @@ type Config struct {
 	ArtifactsDir string
 	// Log receives one line per lab step with its duration. Default: discarded.
 	Log io.Writer `json:"-"`
+	// Kubernetes makes nodes that can run a kubelet, like a Vagrant box before kubeadm: the rootfs
+	// adds systemd, containerd, runc, the CNI plugins, iptables, conntrack, socat, ethtool,
+	// ebtables, haproxy and dnsutils; systemd is PID 1 (instead of tini running sshd); each node
+	// gets a cgroup of its own in every hierarchy and a cgroup namespace, /sys/fs/cgroup mounted
+	// inside, host directories at /var/lib/{containerd,kubelet,etcd}, a read-only /proc/sys except
+	// /proc/sys/net, and shields over the sysctls the kubelet sets. See the package documentation.
+	Kubernetes bool
 }
 
 var (

@@ -49,6 +49,39 @@
 // test packages in parallel); Up refuses a subnet already used on the machine. The rootfs is built
 // once under a lock on the cache directory. A Lab's methods are safe for concurrent use.
 //
+// Kubernetes nodes (Config.Kubernetes; `make lab`, TestLabKubeadmProof). A second cached rootfs
+// (KubernetesRootfsName) adds what a Vagrant box has before kubeadm: systemd, containerd, runc,
+// containernetworking-plugins (/usr/lib/cni), iptables, conntrack, socat, ethtool, ebtables, kmod,
+// haproxy (disabled until configured, for a load-balancer node), dnsutils. systemd is PID 1, so
+// the unit files, drop-ins and timers the product writes run for real (kubeadm assumes systemd
+// whenever systemctl exists). What keeps such a node from disturbing the host or another node:
+//
+//   - cgroups: before it boots, the node gets a cgroup named kblab-<ID>-<node> in every hierarchy
+//     of the host (v1 controllers, name=systemd and the cgroup2 "unified" one), created under the
+//     cgroup of the process that first brings it up (cpuset gets its parent's cpus and mems). Its
+//     first process joins them, then unshares a cgroup namespace: inside, /sys/fs/cgroup is a
+//     tmpfs with each hierarchy mounted as on the host, and the node's cgroup is the root. systemd
+//     and the kubelet (cgroupfs driver) build their trees below it, so kubelets never see each
+//     other's pods and no --cgroup-root is needed. Exec joins the node's cgroups too.
+//   - /proc/sys is read-only except /proc/sys/net (the node's network namespace). The
+//     non-namespaced sysctls the kubelet sets (ShieldedSysctls: kernel.panic, kernel.panic_on_oops,
+//     vm.overcommit_memory, ...) are small files in nodes/NAME/sysctl/, holding the host's value at
+//     first boot, mounted over the /proc/sys entries: the kubelet changes them, the host's values
+//     never change. systemd-sysctl applies /etc/sysctl.d to what is writable (it ignores EROFS).
+//   - /sys is read-only; /dev is a tmpfs with null, zero, full, random, urandom, tty, kmsg (the
+//     kubelet's OOM watcher reads it), a devpts of its own and /dev/console on /dev/null.
+//   - /var/lib/containerd, /var/lib/kubelet and /var/lib/etcd are host directories
+//     (nodes/NAME/var/...): overlayfs refuses an overlay as an upper directory, so containerd's
+//     overlayfs snapshotter cannot work on the node's root. They survive Stop/Start like the disk.
+//   - Pods have network namespaces of their own inside the node (a CNI bridge in the node's
+//     namespace); RoutePodCIDRs adds routes between the nodes' pod CIDRs in their namespaces.
+//   - Stop kills the node's PID 1 and waits until its cgroups are empty; Down removes the cgroups
+//     (found by name in every hierarchy, also after a crash) and Leftovers lists any left.
+//
+// The images directory next to the artifacts' bin (<artifacts>/../images, from make
+// lab-artifacts) is mounted read-only at /opt/kbootstrap/images in Kubernetes nodes. Kubernetes
+// nodes need a cgroup v1 or hybrid host (as this project's machines are).
+//
 // Everything here needs root, iproute2, iptables, util-linux (unshare, nsenter), openssh-client,
 // and debootstrap (with the Debian mirror reachable) for the first build of the rootfs. The lab's
 // own tests (TestLab*) skip, saying why, when these are missing:

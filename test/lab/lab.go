@@ -117,7 +117,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	done := make(chan int, 3)
 	go func() {
 		if l.rootfs == "" || !isDir(l.rootfs) {
-			l.rootfs, errs[0] = ensureRootfs(ctx, l.log)
+			l.rootfs, errs[0] = ensureRootfs(ctx, variantFor(cfg.Kubernetes), l.log)
 		}
 		done <- 0
 	}()
@@ -234,6 +234,10 @@ func (l *Lab) readState() error {
 	}
 	if l.Config.ID != "" && st.Config.ID != l.Config.ID {
 		return fmt.Errorf("lab: %s holds lab %q, not %q: Down it first or use another Dir", l.Config.Dir, st.Config.ID, l.Config.ID)
+	}
+	if l.Config.ID != "" && st.Config.Kubernetes != l.Config.Kubernetes {
+		return fmt.Errorf("lab %s: the lab in %s has Kubernetes=%v, not %v: Down it first", l.Config.ID, l.Config.Dir,
+			st.Config.Kubernetes, l.Config.Kubernetes)
 	}
 	if l.Config.ID == "" { // Load
 		w, dir := l.Config.Log, l.Config.Dir
@@ -400,59 +404,68 @@ func (l *Lab) Exec(ctx context.Context, name string, args ...string) ([]byte, er
 	if len(args) == 0 {
 		return nil, errors.New("lab: Exec: no command")
 	}
-	pid, err := l.hostPID(name)
+	pid, cgroups, err := l.hostPID(name)
 	if err != nil {
 		return nil, err
 	}
-	return run(ctx, nil, execArgs(pid, args)...)
+	return run(ctx, nil, execArgs(pid, cgroups, args)...)
 }
 
-// hostPID returns the PID of the running node's init, looking at the state on disk when the node
-// is not running as far as this Lab knows (another process may have started it).
-func (l *Lab) hostPID(name string) (int, error) {
+// hostPID returns the PID of the running node's init and the node's cgroups, looking at the state
+// on disk when the node is not running as far as this Lab knows (another process may have started
+// it).
+func (l *Lab) hostPID(name string) (int, []string, error) {
 	l.mu.Lock()
 	n := l.find(name)
 	var pid int
+	var cgroups []string
 	if n != nil && l.alive(n) {
-		pid = n.HostPID
+		pid, cgroups = n.HostPID, n.Cgroups
 	}
 	l.mu.Unlock()
 	if n == nil {
-		return 0, fmt.Errorf("lab %s: no node %q", l.Config.ID, name)
+		return 0, nil, fmt.Errorf("lab %s: no node %q", l.Config.ID, name)
 	}
 	if pid == 0 {
 		if m, err := Load(l.Config.Dir); err == nil {
 			if mn := m.find(name); mn != nil && m.alive(mn) {
-				pid = mn.HostPID
+				pid, cgroups = mn.HostPID, mn.Cgroups
 			}
 		}
 	}
 	if pid == 0 {
-		return 0, fmt.Errorf("lab %s: node %s is not running", l.Config.ID, name)
+		return 0, nil, fmt.Errorf("lab %s: node %s is not running", l.Config.ID, name)
 	}
-	return pid, nil
+	return pid, cgroups, nil
 }
 
-func execArgs(pid int, args []string) []string {
-	return append([]string{"nsenter", "--all", "--root", "--wd", "-t", strconv.Itoa(pid), "--",
+// execArgs is the command line that runs args inside a node: in its namespaces and root and, for
+// a node with cgroups of its own, in its cgroups.
+func execArgs(pid int, cgroups []string, args []string) []string {
+	ns := append([]string{"nsenter", "--all", "--root", "--wd", "-t", strconv.Itoa(pid), "--",
 		"/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root", "LANG=C.UTF-8", "TERM=dumb"}, args...)
+	if len(cgroups) == 0 {
+		return ns
+	}
+	return append([]string{"/usr/bin/env", "LAB_JOIN_CGROUPS=" + strings.Join(cgroups, " "),
+		"/bin/sh", "-c", cgroupJoinScript, "lab-exec"}, ns...)
 }
 
 // ExecArgs returns the host command line that runs args inside the node, for callers that want to
 // wire stdin/stdout themselves (the lab command's exec).
 func (l *Lab) ExecArgs(name string, args ...string) ([]string, error) {
-	pid, err := l.hostPID(name)
+	pid, cgroups, err := l.hostPID(name)
 	if err != nil {
 		return nil, err
 	}
-	return execArgs(pid, args), nil
+	return execArgs(pid, cgroups, args), nil
 }
 
 // SSHListening reports whether the node's sshd listens on port 22 (it may have died: see the
 // node's console.log).
 func (l *Lab) SSHListening(name string) bool {
-	pid, err := l.hostPID(name)
+	pid, _, err := l.hostPID(name)
 	return err == nil && listening(pid, 22)
 }
 
@@ -538,6 +551,18 @@ func (l *Lab) inventory() string {
 			n.Name, n.Addresses[0], n.Addresses[0], n.Role)
 	}
 	return b.String()
+}
+
+// images is the directory of image archives next to the artifacts' bin directory
+// (<artifacts>/../images), mounted read-only at /opt/kbootstrap/images in Kubernetes nodes, or "".
+func (l *Lab) images() string {
+	if l.artifacts == "" {
+		return ""
+	}
+	if d := filepath.Join(filepath.Dir(l.artifacts), "images"); isDir(d) {
+		return d
+	}
+	return ""
 }
 
 // findArtifacts picks the directory bind-mounted at /opt/kbootstrap/bin (see Config.ArtifactsDir).

@@ -445,6 +445,10 @@ func assertGone(t *testing.T, id, dir string) {
 			t.Errorf("%s left with %d entries", dir, len(ents))
 		}
 	}
+	// Kubernetes nodes' cgroups, in every hierarchy.
+	if out := strings.TrimSpace(sh("find", "/sys/fs/cgroup", "-maxdepth", "8", "-type", "d", "-name", "kblab-"+id+"-*")); out != "" {
+		t.Errorf("cgroups left: %s", out)
+	}
 	if left, err := Leftovers(context.Background(), dir, id); err != nil || len(left) > 0 {
 		t.Errorf("Leftovers: %v %q", err, left)
 	}

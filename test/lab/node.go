@@ -74,6 +74,8 @@ type nodeState struct {
 	HostPID     int      // tini, PID 1 of the node; 0 when stopped
 	LauncherPID int      // unshare, the parent of HostPID on the host
 	Partitioned bool
+	// Cgroups are the node's cgroups on the host, one per hierarchy (Kubernetes nodes only).
+	Cgroups []string `json:",omitempty"`
 }
 
 func (l *Lab) nodeDir(name string) string { return filepath.Join(l.Config.Dir, "nodes", name) }
@@ -262,7 +264,23 @@ func (u upperFS) addLine(rel string, line []byte, uid, gid int) error {
 func (l *Lab) launch(ctx context.Context, n *nodeState) error {
 	dir := l.nodeDir(n.Name)
 	boot := filepath.Join(dir, "boot.sh")
-	if err := writeFile(boot, []byte(bootScript), 0o755); err != nil {
+	script := bootScript
+	var kenv []string
+	if l.Config.Kubernetes {
+		script = systemdBootScript
+		cgroups, err := l.ensureNodeCgroups(n)
+		if err != nil {
+			return fmt.Errorf("lab: node %s: %w", n.Name, err)
+		}
+		shields, err := l.prepareKubernetesNode(n)
+		if err != nil {
+			return fmt.Errorf("lab: node %s: %w", n.Name, err)
+		}
+		kenv = []string{"LAB_CGROUPS=" + cgroups, "LAB_SHIELDS=" + shields,
+			"LAB_STATE=" + filepath.Join(dir, "var"), "LAB_STATE_DIRS=" + strings.Join(stateDirs, " "),
+			"LAB_JOIN_CGROUPS=" + strings.Join(n.Cgroups, " "), "LAB_IMAGES=" + l.images()}
+	}
+	if err := writeFile(boot, []byte(script), 0o755); err != nil {
 		return err
 	}
 	consolePath := filepath.Join(dir, "console.log")
@@ -276,6 +294,12 @@ func (l *Lab) launch(ctx context.Context, n *nodeState) error {
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns, "--",
 		"unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private",
 		"--", "/bin/sh", boot)
+	if l.Config.Kubernetes {
+		// Join the node's cgroups first: the cgroup namespace then has the node's cgroup as its root.
+		cmd = exec.Command("/bin/sh", "-c", cgroupJoinScript, "lab-launch", "nsenter", "--net=/run/netns/"+ns, "--",
+			"unshare", "--cgroup", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private",
+			"--", "/bin/sh", boot)
+	}
 	cmd.Env = []string{
 		"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
 		envID + "=" + l.Config.ID,
@@ -288,6 +312,7 @@ func (l *Lab) launch(ctx context.Context, n *nodeState) error {
 		"LAB_SRC=" + mountSource(l.Config.ID, n.Name),
 		"LAB_ARTIFACTS=" + l.artifacts,
 	}
+	cmd.Env = append(cmd.Env, kenv...)
 	cmd.Stdout, cmd.Stderr = console, console
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -408,6 +433,10 @@ func (l *Lab) kill(ctx context.Context, n *nodeState) error {
 	}
 	err := poll(ctx, 5*time.Millisecond, func() (bool, error) {
 		pids := netnsPIDs(ns)
+		// Pods of a Kubernetes node are in network namespaces of their own, but in its cgroups.
+		for _, cg := range n.Cgroups {
+			pids = append(pids, cgroupPIDs(cg)...)
+		}
 		for _, p := range pids {
 			killed.kill(p)
 		}

@@ -24,6 +24,72 @@ var RootfsPackages = []string{
 	"ca-certificates", "less", "kmod", "python3-minimal",
 }
 
+// KubernetesPackages are added to RootfsPackages in the rootfs of Kubernetes nodes
+// (Config.Kubernetes): what a Vagrant box has before kubeadm, systemd as init, haproxy for a
+// load-balancer node and dig/nslookup. Everything comes from Debian bookworm.
+var KubernetesPackages = []string{
+	"systemd", "systemd-sysv", "dbus", "libpam-systemd",
+	"containerd", "runc", "containernetworking-plugins",
+	"iptables", "conntrack", "socat", "ethtool", "ebtables", "ipset", "haproxy",
+	"dnsutils", "curl", "cron",
+}
+
+// rootfsVariant is one flavour of the cached rootfs.
+type rootfsVariant struct {
+	tag      string // "" (minimal) or "k8s": part of the cache name
+	packages []string
+	setup    string // runs after setupScript, in the same chroot
+}
+
+var (
+	minimalRootfs    = rootfsVariant{packages: RootfsPackages}
+	kubernetesRootfs = rootfsVariant{tag: "k8s", setup: kubernetesSetupScript,
+		packages: append(append([]string(nil), RootfsPackages...), KubernetesPackages...)}
+)
+
+func variantFor(kubernetes bool) rootfsVariant {
+	if kubernetes {
+		return kubernetesRootfs
+	}
+	return minimalRootfs
+}
+
+// kubernetesSetupScript makes the rootfs boot with systemd as PID 1 inside a lab node, as kind's
+// node image does: units that would touch the kernel or the host's devices are masked (a node has
+// no udev, no consoles and loads no kernel modules), systemd-sysctl applies what a node may change
+// (the lab mounts /proc/sys read-only except /proc/sys/net, the node's own network namespace;
+// systemd-sysctl ignores EROFS, as in any container), the journal stays in memory, and haproxy
+// starts only once the product enables it. containerd and sshd start at boot, as on a VM.
+const kubernetesSetupScript = `
+systemctl mask \
+	systemd-modules-load.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
+	proc-sys-fs-binfmt_misc.mount sys-kernel-config.mount sys-kernel-debug.mount \
+	sys-kernel-tracing.mount sys-fs-fuse-connections.mount dev-hugepages.mount \
+	systemd-remount-fs.service systemd-firstboot.service systemd-hwdb-update.service \
+	systemd-udevd.service systemd-udev-trigger.service systemd-udev-settle.service \
+	systemd-journald-audit.socket systemd-pstore.service systemd-timesyncd.service \
+	getty@tty1.service console-getty.service getty.target \
+	apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer
+mkdir -p /etc/systemd/system/systemd-sysctl.service.d
+cat > /etc/systemd/system/systemd-sysctl.service.d/kbootstrap-lab.conf <<'LABEOF'
+# kbootstrap lab: /proc/sys is read-only in a node except /proc/sys/net (the node's own network
+# namespace) and the entries the kubelet sets (small files the lab mounts over them).
+[Unit]
+ConditionPathIsReadWrite=
+ConditionPathIsReadWrite=/proc/sys/net/
+LABEOF
+mkdir -p /etc/systemd/journald.conf.d
+cat > /etc/systemd/journald.conf.d/kbootstrap-lab.conf <<'LABEOF'
+[Journal]
+Storage=volatile
+RuntimeMaxUse=64M
+LABEOF
+systemctl disable haproxy.service
+systemctl enable containerd.service ssh.service
+systemctl set-default multi-user.target
+apt-get clean
+`
+
 // initScript is /usr/local/sbin/lab-init in the rootfs: tini (PID 1) runs it.
 const initScript = `#!/bin/sh
 # kbootstrap lab node init, run by tini as PID 1's only child. Starts Debian's OpenSSH sshd in the
@@ -102,23 +168,36 @@ func mirrors() (mirror, security string) {
 
 // RootfsName is the cache directory name of the rootfs: its suite and a short hash of the package
 // list, the setup script, the mirrors and the build version.
-func RootfsName() string {
+func RootfsName() string { return minimalRootfs.name() }
+
+// KubernetesRootfsName is the cache directory name of the rootfs of Kubernetes nodes.
+func KubernetesRootfsName() string { return kubernetesRootfs.name() }
+
+func (v rootfsVariant) name() string {
 	mirror, security := mirrors()
 	h := sha256.New()
-	for _, s := range []string{rootfsSuite, rootfsVersion, strings.Join(RootfsPackages, ","), setupScript, mirror, security} {
+	parts := []string{rootfsSuite, rootfsVersion, strings.Join(v.packages, ","), setupScript, mirror, security}
+	if v.tag != "" {
+		parts = append(parts, v.tag, v.setup)
+	}
+	for _, s := range parts {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
-	return "rootfs-" + rootfsSuite + "-" + hex.EncodeToString(h.Sum(nil))[:12]
+	tag := ""
+	if v.tag != "" {
+		tag = v.tag + "-"
+	}
+	return "rootfs-" + rootfsSuite + "-" + tag + hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // ensureRootfs returns the cached rootfs, building it first if needed. Concurrent callers (in this
 // or other processes) wait on a lock on the cache directory; only one builds. A build goes to a
 // temporary directory that is renamed into place, so a killed build never leaves a partial rootfs.
-func ensureRootfs(ctx context.Context, log *logger) (string, error) {
+func ensureRootfs(ctx context.Context, v rootfsVariant, log *logger) (string, error) {
 	start := time.Now()
 	dir := cacheDir()
-	final := filepath.Join(dir, RootfsName())
+	final := filepath.Join(dir, v.name())
 	if isDir(final) {
 		log.step(start, "rootfs %s cached", final)
 		return final, nil
@@ -147,10 +226,10 @@ func ensureRootfs(ctx context.Context, log *logger) (string, error) {
 			}
 		}
 	}
-	tmp := filepath.Join(dir, ".tmp-"+RootfsName())
+	tmp := filepath.Join(dir, ".tmp-"+v.name())
 	logFile := final + ".log"
-	log.printf("building rootfs %s with debootstrap (about a minute; log in %s)", final, logFile)
-	if err := buildRootfs(ctx, tmp, logFile); err != nil {
+	log.printf("building rootfs %s with debootstrap (a minute or two; log in %s)", final, logFile)
+	if err := buildRootfs(ctx, v, tmp, logFile); err != nil {
 		unmountUnder(tmp)
 		os.RemoveAll(tmp)
 		return "", err
@@ -162,7 +241,7 @@ func ensureRootfs(ctx context.Context, log *logger) (string, error) {
 	return final, nil
 }
 
-func buildRootfs(ctx context.Context, tmp, logFile string) error {
+func buildRootfs(ctx context.Context, v rootfsVariant, tmp, logFile string) error {
 	mirror, security := mirrors()
 	var logBuf strings.Builder
 	defer func() { os.WriteFile(logFile, []byte(logBuf.String()), 0o644) }()
@@ -171,14 +250,14 @@ func buildRootfs(ctx context.Context, tmp, logFile string) error {
 	// child (PID 1 of the namespace) with it (--kill-child) and every other build process with that.
 	ns := []string{"unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--"}
 	args := append(ns[:len(ns):len(ns)],
-		"debootstrap", "--variant=minbase", "--include="+strings.Join(RootfsPackages, ","),
+		"debootstrap", "--variant=minbase", "--include="+strings.Join(v.packages, ","),
 		rootfsSuite, tmp, mirror)
 	out, err := run(ctx, nil, args...)
 	logBuf.Write(out)
 	if err != nil {
 		return fmt.Errorf("lab: debootstrap failed (log %s): %w", logFile, err)
 	}
-	setup := "export LAB_MIRROR='" + mirror + "' LAB_SECURITY_MIRROR='" + security + "'\n" + setupScript
+	setup := "export LAB_MIRROR='" + mirror + "' LAB_SECURITY_MIRROR='" + security + "'\n" + setupScript + v.setup
 	args = append(ns[:len(ns):len(ns)], "sh", "-euc",
 		`mount -t proc kblab-rootfs-proc "$1/proc"; cp /etc/resolv.conf "$1/etc/resolv.conf"; chroot "$1" /bin/sh -s`,
 		"setup", tmp)

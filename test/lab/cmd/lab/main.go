@@ -26,10 +26,12 @@ func main() {
 const usage = `usage: lab COMMAND [FLAGS] [ARGS]
 
 commands:
-  up        bring the lab up (or add to / restart it): --cp, --workers, --lb, --nodes, --node, --subnet, --subnet2, --artifacts
+  up        bring the lab up (or add to / restart it): --cp, --workers, --lb, --nodes, --node, --subnet, --subnet2, --artifacts, --kubernetes
   down      remove everything of the lab (also after a crash; keeps DIR/artifacts and the rootfs cache)
   status    list the nodes
   stop NODE | start NODE | partition NODE | heal NODE
+  routes [--from NODE] [NODE=CIDR...]   route each node's pod CIDR to it from every other node
+            (--from: read the CIDRs the controller-manager assigned, with kubectl on NODE)
   exec NODE -- CMD...   run CMD inside NODE as root (no SSH involved)
   ssh [--user U] NODE [-- CMD...]   ssh to NODE with the lab's key and known_hosts
 
@@ -58,6 +60,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = c.status(rest)
 	case "stop", "start", "partition", "heal":
 		err = c.nodeOp(ctx, cmd, rest)
+	case "routes":
+		err = c.routes(ctx, rest)
 	case "exec":
 		return c.exec(ctx, rest)
 	case "ssh":
@@ -146,6 +150,8 @@ func (c *cli) up(ctx context.Context, args []string) error {
 	fs.Var(&specs, "node", "instead: a node NAME[:ROLE[:NETS]] (repeatable), e.g. bastion:worker:0,1")
 	subnet := fs.String("subnet", "", "main bridge subnet (default "+lab.DefaultSubnet+")")
 	subnet2 := fs.String("subnet2", "", "second bridge subnet (default "+lab.DefaultSubnet2+")")
+	kubernetes := fs.Bool("kubernetes", os.Getenv("LAB_KUBERNETES") == "1",
+		"Kubernetes nodes: systemd as PID 1, containerd, per-node cgroups ($LAB_KUBERNETES=1)")
 	artifacts := fs.String("artifacts", "", "directory mounted read-only at /opt/kbootstrap/bin (default: DIR/artifacts/bin or <repo>/.lab/artifacts/bin if present)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -179,7 +185,7 @@ func (c *cli) up(ctx context.Context, args []string) error {
 	}
 	start := time.Now()
 	l, err := lab.Up(ctx, lab.Config{ID: id, Dir: c.dir, Subnet: *subnet, Subnet2: *subnet2,
-		Nodes: nodes, ArtifactsDir: *artifacts, Log: c.stderr})
+		Nodes: nodes, ArtifactsDir: *artifacts, Kubernetes: *kubernetes, Log: c.stderr})
 	if err != nil {
 		return err
 	}
@@ -277,6 +283,44 @@ func (c *cli) nodeOp(ctx context.Context, op string, args []string) error {
 	default:
 		return l.Heal(ctx, name)
 	}
+}
+
+// routes adds the lab routes between the nodes' pod CIDRs, given as NODE=CIDR or read from the
+// cluster (kubectl on the --from node, with /etc/kubernetes/admin.conf).
+func (c *cli) routes(ctx context.Context, args []string) error {
+	fs := c.flags("routes")
+	from := fs.String("from", "", "a control-plane node to read the nodes' pod CIDRs from (kubectl get nodes)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	l, err := c.load()
+	if err != nil {
+		return err
+	}
+	cidrs := map[string]string{}
+	if *from != "" {
+		out, err := l.Exec(ctx, *from, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes", "-o",
+			`jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Fields(string(out)) {
+			if name, cidr, ok := strings.Cut(line, "="); ok && cidr != "" {
+				cidrs[name] = cidr
+			}
+		}
+	}
+	for _, a := range fs.Args() {
+		name, cidr, ok := strings.Cut(a, "=")
+		if !ok {
+			return usageError{fmt.Errorf("want NODE=CIDR, got %q", a)}
+		}
+		cidrs[name] = cidr
+	}
+	if len(cidrs) == 0 {
+		return usageError{fmt.Errorf("no pod CIDRs: give NODE=CIDR or --from NODE")}
+	}
+	return l.RoutePodCIDRs(ctx, cidrs)
 }
 
 // exec runs the command inside the node with the terminal's stdin/stdout/stderr; its exit status

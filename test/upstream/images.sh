@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Builds the container images a kubeadm cluster pulls, for the lab's air-gapped clusters, and the
+# two binaries only images need (coredns, pause); caches them by version; installs them into OUT.
+#
+#   test/upstream/images.sh [OUT]      # OUT defaults to <repo>/.lab/artifacts; run build.sh first
+#
+# Needs OUT/bin from build.sh (kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kube-proxy, etcd, etcdctl, etcdutl) and the host's iptables (kube-proxy's image carries it).
+# Produces:
+#   OUT/bin/coredns, OUT/bin/pause
+#   OUT/images/<ref with / and : as _>.tar, one docker archive per image that
+#     `kubeadm config images list --kubernetes-version <its version>` prints, tagged exactly so
+#     (load with `ctr -n k8s.io images import FILE`)
+# Cache (${KBOOTSTRAP_LAB_CACHE:-/var/cache/kbootstrap-lab}/artifacts/):
+#   images-tools-<hash>/bin/{coredns,pause,mkimages}    keyed by the images module's sources
+#   images-<k8s>-etcd-<etcd>-coredns-<v>-<hash>/          keyed by versions, tools, input binaries
+# Environment: KBOOTSTRAP_LAB_CACHE, FORCE=1 (rebuild), GO.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+MOD=$HERE/images
+OUT=${1:-$REPO/.lab/artifacts}
+CACHE_ROOT=${KBOOTSTRAP_LAB_CACHE:-/var/cache/kbootstrap-lab}
+ART=$CACHE_ROOT/artifacts
+
+log() { printf '[images] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+T_START=$EPOCHREALTIME
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+step() {
+	local name=$1 t0=$EPOCHREALTIME
+	shift
+	log "step: $name ..."
+	"$@"
+	log "step: $name done in $(elapsed "$t0")s"
+}
+
+if [[ -z ${GO:-} ]]; then
+	if command -v go >/dev/null; then GO=go; else GO=/usr/local/go/bin/go; fi
+fi
+export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0
+
+INPUTS=(kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd etcdctl etcdutl)
+for b in "${INPUTS[@]}"; do
+	[[ -x $OUT/bin/$b ]] || die "$OUT/bin/$b is missing: run test/upstream/build.sh $OUT first"
+done
+command -v ldd >/dev/null || die "ldd is missing (apt-get install libc-bin)"
+[[ -x /usr/sbin/xtables-nft-multi ]] || die "/usr/sbin/xtables-nft-multi is missing (apt-get install iptables): kube-proxy's image carries it"
+
+K8S_VERSION=$("$OUT/bin/kubeadm" version -o short)
+mapfile -t REFS < <("$OUT/bin/kubeadm" config images list --kubernetes-version "$K8S_VERSION")
+((${#REFS[@]} >= 7)) || die "kubeadm config images list printed ${#REFS[@]} images: ${REFS[*]}"
+COREDNS_VERSION=$(awk '$1 == "github.com/coredns/coredns" { print $2 }' "$MOD/go.mod" | head -n1)
+ETCD_VERSION=$("$OUT/bin/etcd" --version | awk '/etcd Version/ { print $3 }')
+for r in "${REFS[@]}"; do
+	case $r in
+	*/coredns:*) [[ ${r##*:} == "$COREDNS_VERSION" ]] || die "kubeadm wants $r, images/go.mod builds coredns $COREDNS_VERSION" ;;
+	*/etcd:*) [[ ${r##*:} == "$ETCD_VERSION"-* ]] || die "kubeadm wants $r, the etcd binary is $ETCD_VERSION" ;;
+	esac
+done
+
+TOOLS_HASH=$(cd "$HERE" && cat images/go.mod images/go.sum $(find images/cmd -name '*.go' | sort) | sha256sum | cut -c1-12)
+SRC_HASH=$( (echo "$TOOLS_HASH"; cat "$HERE/images.sh") | sha256sum | cut -c1-12)
+TOOLS=$ART/images-tools-$TOOLS_HASH
+IN_HASH=$( (cd "$OUT/bin" && stat -L -c "%n %s %Y" "${INPUTS[@]}"; dpkg-query -W iptables 2>/dev/null; printf '%s\n' "${REFS[@]}") | sha256sum | cut -c1-12)
+KEY=images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-$IN_HASH-$SRC_HASH
+CACHE_DIR=$ART/$KEY
+mkdir -p "$ART"
+exec 9>"$ART/.images.lock"
+if ! flock -n 9; then
+	log "another images build is running; waiting for $ART/.images.lock"
+	flock 9
+fi
+
+build_tools() {
+	local tmp
+	tmp=$(mktemp -d "$ART/.images-tools.tmp.XXXXXX")
+	chmod 0755 "$tmp"
+	mkdir -p "$tmp/bin"
+	(cd "$MOD" && "$GO" mod download && "$GO" build -mod=readonly -trimpath -ldflags '-s -w' -o "$tmp/bin/" ./cmd/coredns ./cmd/pause ./cmd/mkimages) ||
+		{ rm -rf "$tmp"; die "go build of coredns, pause, mkimages failed"; }
+	"$tmp/bin/coredns" -version | grep -q "CoreDNS-${COREDNS_VERSION#v}" || { rm -rf "$tmp"; die "coredns -version is not $COREDNS_VERSION"; }
+	rm -rf "$TOOLS"
+	mv "$tmp" "$TOOLS"
+}
+build_images() {
+	local tmp
+	tmp=$(mktemp -d "$ART/.$KEY.tmp.XXXXXX")
+	chmod 0755 "$tmp"
+	mkdir -p "$tmp/bin" "$tmp/images"
+	cp "$TOOLS/bin/coredns" "$TOOLS/bin/pause" "$tmp/bin/"
+	for b in "${INPUTS[@]}"; do ln "$OUT/bin/$b" "$tmp/bin/$b" 2>/dev/null || cp "$OUT/bin/$b" "$tmp/bin/$b"; done
+	"$TOOLS/bin/mkimages" -bin "$tmp/bin" -out "$tmp/images" "${REFS[@]}" >&2 || { rm -rf "$tmp"; die "mkimages failed"; }
+	for b in "${INPUTS[@]}"; do rm -f "$tmp/bin/$b"; done
+	printf '%s\n' "${REFS[@]}" >"$tmp/IMAGES"
+	rm -rf "$CACHE_DIR"
+	mv "$tmp" "$CACHE_DIR"
+}
+install_out() {
+	local f b
+	mkdir -p "$OUT/bin" "$OUT/images"
+	for b in coredns pause; do
+		[[ -e $OUT/bin/$b && $CACHE_DIR/bin/$b -ef $OUT/bin/$b ]] && continue
+		rm -f "$OUT/bin/.$b.new"
+		ln "$CACHE_DIR/bin/$b" "$OUT/bin/.$b.new" 2>/dev/null || cp "$CACHE_DIR/bin/$b" "$OUT/bin/.$b.new"
+		mv -f "$OUT/bin/.$b.new" "$OUT/bin/$b"
+	done
+	# Only this version's images in OUT/images.
+	for f in "$OUT/images/"*.tar; do
+		[[ -e $f && ! -e $CACHE_DIR/images/${f##*/} ]] && rm -f "$f"
+	done
+	for f in "$CACHE_DIR/images/"*.tar; do
+		[[ -e $OUT/images/${f##*/} && $f -ef $OUT/images/${f##*/} ]] && continue
+		rm -f "$OUT/images/${f##*/}"
+		ln "$f" "$OUT/images/" 2>/dev/null || cp "$f" "$OUT/images/"
+	done
+	log "installed coredns, pause into $OUT/bin and ${#REFS[@]} images into $OUT/images"
+}
+
+if [[ -n ${FORCE:-} || ! -x $TOOLS/bin/mkimages || ! -x $TOOLS/bin/coredns || ! -x $TOOLS/bin/pause ]]; then
+	step "go build coredns $COREDNS_VERSION, pause, mkimages" build_tools
+else
+	log "using cached tools from $TOOLS/bin"
+fi
+if [[ -n ${FORCE:-} || ! -f $CACHE_DIR/IMAGES ]]; then
+	step "images (${REFS[*]})" build_images
+else
+	log "using cached images from $CACHE_DIR/images"
+fi
+step "install" install_out
+# Older builds of this cache go (another version's stay: they are named by it).
+for d in "$ART"/images-tools-* "$ART/images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-"*; do
+	[[ -d $d && $d != "$TOOLS" && $d != "$CACHE_DIR" ]] && rm -rf "$d"
+done
+log "total $(elapsed "$T_START")s"
