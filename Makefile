@@ -1,5 +1,4 @@
 # kbootstrap: build, test, and the test lab (test/lab; design.md "The lab").
-# The product targets (build, test) are placeholders the product owners refine.
 
 GO      ?= go
 PKG     := github.com/kbootstrap/kbootstrap
@@ -21,14 +20,28 @@ LAB_WORKERS    ?= 2
 LAB_LB         ?= 1
 LAB_KUBERNETES ?= 1
 
-.PHONY: build test lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
+.PHONY: build test test-unit test-fuzz test-lab lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kbootstrap ./cmd/kbootstrap
 
-test:
-	$(GO) test ./...
-	cd test && $(GO) test -count=1 -timeout 60m ./...
+# The whole suite (what .ci/run calls): unit tests, short fuzz runs of the parsers that read
+# what nodes send back, then the lab tests (root; they skip, saying why, without it).
+FUZZTIME ?= 15s
+test: test-unit test-fuzz test-lab
+
+test-unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+test-fuzz:
+	$(GO) test ./pki -run '^$$' -fuzz '^FuzzLoadCertificate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pki -run '^$$' -fuzz '^FuzzLoadKubeconfig$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./etcd -run '^$$' -fuzz '^FuzzParseArgs$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./etcd -run '^$$' -fuzz '^FuzzManifestCommand$$' -fuzztime $(FUZZTIME)
+
+test-lab:
+	cd test && $(GO) vet ./... && $(GO) test -p 1 -count=1 -timeout 75m ./...
 
 lab-bin:
 	cd test && $(GO) build -o $(LAB) ./lab/cmd/lab

@@ -133,6 +133,12 @@ commit() {
 	fi
 }
 
+on_exit() {
+	local rc=$?
+	rm -rf "$TMP"
+	((rc == 0)) || log "FAILED (exit $rc); nothing was cached"
+}
+
 main() {
 	T_START=$EPOCHREALTIME
 	HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -214,7 +220,7 @@ main() {
 
 	TMP=$(mktemp -d "$ART/.$KEY.tmp.XXXXXX") # same filesystem as the cache: rename
 	chmod 0755 "$TMP"                         # mktemp makes 0700; others read the cache
-	trap 'rm -rf "$TMP"' EXIT
+	trap on_exit EXIT
 	mkdir -p "$TMP/bin"
 
 	# buildDate: the kubernetes tag's time, so that rebuilds are reproducible
