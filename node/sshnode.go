@@ -142,8 +142,14 @@ func (n *SSHNode) ReadFile(ctx context.Context, p string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// Closing the file unblocks a read stuck on a dead connection.
+	stop := context.AfterFunc(ctx, func() { f.Close() })
+	defer stop()
 	var buf bytes.Buffer
 	if _, err := f.WriteTo(&buf); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, &os.PathError{Op: "read", Path: p, Err: err}
 	}
 	return buf.Bytes(), nil

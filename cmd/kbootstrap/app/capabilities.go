@@ -5,16 +5,10 @@ import (
 
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/certs"
+	etcdcmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/etcd"
 )
 
 // addCapabilities registers the certs and etcd command trees.
 func addCapabilities(root *cobra.Command, g *cli.Globals) {
-	root.AddCommand(certs.NewCommand(g))
-	for _, name := range []string{"etcd"} {
-		root.AddCommand(&cobra.Command{
-			Use:   name,
-			Short: "not implemented yet",
-			RunE:  func(*cobra.Command, []string) error { return cli.NotImplemented(name) },
-		})
-	}
+	root.AddCommand(certs.NewCommand(g), etcdcmd.NewCommand(g))
 }
