@@ -92,6 +92,8 @@ type labSpec struct {
 	subnet  string
 	subnet2 string
 	nodes   []lab.NodeSpec
+	// kubernetes makes VM-like nodes (systemd, containerd; lab.Config.Kubernetes).
+	kubernetes bool
 }
 
 // sharedSpec is the lab most tests use: three control-plane nodes.
@@ -126,6 +128,8 @@ func labFor(t *testing.T, spec labSpec) *lab.Lab {
 		Subnet2: spec.subnet2,
 		Nodes:   spec.nodes,
 		Log:     testLogWriter{},
+
+		Kubernetes: spec.kubernetes,
 	}
 	if bin := artifactsBin(); bin != "" {
 		cfg.ArtifactsDir = bin

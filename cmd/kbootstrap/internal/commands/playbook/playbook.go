@@ -3,6 +3,8 @@ package playbook
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -14,8 +16,10 @@ import (
 )
 
 type runFlags struct {
-	check bool
-	extra []string
+	check    bool
+	extra    []string
+	binaries string
+	images   string
 }
 
 // NewCommand returns `playbook` with run and list.
@@ -35,14 +39,20 @@ func newRun(g *cli.Globals) *cobra.Command {
 Progress is one line per host per task ("cp1 | changed | config"; on stderr
 with -o json|yaml), then a recap per host. --check reports what would change
 and changes nothing. A failing host stops only its own tasks (unless the play
-sets any_errors_fatal); the exit code is 2 when any host failed.`,
+sets any_errors_fatal); the exit code is 2 when any host failed.
+
+--binaries DIR and --images DIR set the vars binaries and images to DIR made
+absolute (prepare-node uploads kubeadm, kubelet and kubectl from the first and
+imports the image tarballs of the second into containerd). The var
+kbootstrap_binary is this kbootstrap executable unless -e or the playbook
+gives one (etcd-backup-timer installs it on the control planes).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			extra, err := parseExtraVars(f.extra)
+			pb, err := playbooks.Load(args[0])
 			if err != nil {
 				return err
 			}
-			pb, err := playbooks.Load(args[0])
+			extra, err := f.vars(pb)
 			if err != nil {
 				return err
 			}
@@ -75,7 +85,61 @@ sets any_errors_fatal); the exit code is 2 when any host failed.`,
 	}
 	cmd.Flags().BoolVar(&f.check, "check", false, "report what would change; change nothing")
 	cmd.Flags().StringArrayVarP(&f.extra, "extra-vars", "e", nil, "set a var (key=value), over the playbook's vars")
+	cmd.Flags().StringVar(&f.binaries, "binaries", "", "set the var binaries: a local directory holding kubeadm, kubelet and kubectl (prepare-node, air-gapped)")
+	cmd.Flags().StringVar(&f.images, "images", "", "set the var images: a local directory of image tarballs to import into containerd (prepare-node)")
 	return cmd
+}
+
+// vars returns the vars the command line sets: -e, then --binaries and
+// --images (absolute: relative paths in a shipped playbook would name its
+// embedded files), then kbootstrap_binary when nothing else gave it.
+func (f *runFlags) vars(pb *playbooks.Playbook) (map[string]string, error) {
+	extra, err := parseExtraVars(f.extra)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []struct{ flag, dir string }{{"binaries", f.binaries}, {"images", f.images}} {
+		if d.dir == "" {
+			continue
+		}
+		abs, err := localDir(d.flag, d.dir)
+		if err != nil {
+			return nil, err
+		}
+		if v, ok := extra[d.flag]; ok && v != abs && v != d.dir {
+			return nil, fmt.Errorf("--%s %s and -e %s=%s disagree", d.flag, d.dir, d.flag, v)
+		}
+		extra[d.flag] = abs
+	}
+	if _, ok := extra[kbootstrapBinaryVar]; !ok {
+		if v := pb.Vars[kbootstrapBinaryVar]; v == nil || fmt.Sprint(v) == "" {
+			if exe, err := os.Executable(); err == nil {
+				if exe, err = filepath.EvalSymlinks(exe); err == nil {
+					extra[kbootstrapBinaryVar] = exe
+				}
+			}
+		}
+	}
+	return extra, nil
+}
+
+// kbootstrapBinaryVar is the var the command fills with its own executable.
+const kbootstrapBinaryVar = "kbootstrap_binary"
+
+// localDir checks that dir is a directory and makes it absolute.
+func localDir(flag, dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("--%s %s: not a directory", flag, dir)
+	}
+	return abs, nil
 }
 
 func parseExtraVars(kvs []string) (map[string]string, error) {
