@@ -20,7 +20,11 @@ LAB_WORKERS    ?= 2
 LAB_LB         ?= 1
 LAB_KUBERNETES ?= 1
 
-.PHONY: build test test-unit test-fuzz test-lab lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
+.PHONY: demo build test test-unit test-fuzz test-lab lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
+
+# The main job on the lab: bare nodes → prepare-node → init → certs check → etcd members.
+demo:
+	test/demo.sh
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kbootstrap ./cmd/kbootstrap
