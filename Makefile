@@ -20,11 +20,19 @@ LAB_WORKERS    ?= 2
 LAB_LB         ?= 1
 LAB_KUBERNETES ?= 1
 
-.PHONY: demo build test test-unit test-fuzz test-lab lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
+.PHONY: demo lab-host-limits build test test-unit test-fuzz test-lab lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
 
 # The main job on the lab: bare nodes → prepare-node → init → certs check → etcd members.
-demo:
+demo: lab-host-limits
 	test/demo.sh
+
+# Kubernetes lab nodes share the host's inotify limits (kubelets, containerd): raise them to what
+# kind documents when they are lower (never lowers them). lab.Up refuses Kubernetes nodes below.
+lab-host-limits:
+	@for kv in fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=524288; do \
+	  k=$${kv%=*}; v=$${kv#*=}; cur=$$(sysctl -n $$k); \
+	  if [ "$$cur" -lt "$$v" ]; then echo "lab-host-limits: $$k $$cur -> $$v"; sysctl -qw $$k=$$v; fi; \
+	done
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kbootstrap ./cmd/kbootstrap
@@ -44,13 +52,13 @@ test-fuzz:
 	$(GO) test ./etcd -run '^$$' -fuzz '^FuzzParseArgs$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./etcd -run '^$$' -fuzz '^FuzzManifestCommand$$' -fuzztime $(FUZZTIME)
 
-test-lab:
+test-lab: lab-host-limits
 	cd test && $(GO) vet ./... && $(GO) test -p 1 -count=1 -timeout 75m ./...
 
 lab-bin:
 	cd test && $(GO) build -o $(LAB) ./lab/cmd/lab
 
-lab: lab-bin
+lab: lab-bin lab-host-limits
 	$(LAB) up $(LABFLAGS) --cp $(LAB_CP) --workers $(LAB_WORKERS) --lb $(LAB_LB) $(if $(filter 1,$(LAB_KUBERNETES)),--kubernetes)
 
 # The offline artifacts an air-gapped user hands to kbootstrap, built by version into

@@ -62,6 +62,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("lab: Up needs root (network namespaces, bridges, mounts)")
 	}
+	if cfg.Kubernetes {
+		if err := checkHostLimits(); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
@@ -610,3 +615,36 @@ func RepoRoot() string {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// hostLimits are the host-wide inotify limits Kubernetes nodes need: every
+// kubelet and containerd of every lab shares the host's per-user counts (the
+// default 128 instances is exhausted by two 3-node clusters, and kubelets then
+// fail with "inotify_init: too many open files"). kind documents the same.
+var hostLimits = []struct {
+	path string
+	min  int
+}{
+	{"/proc/sys/fs/inotify/max_user_instances", 1024},
+	{"/proc/sys/fs/inotify/max_user_watches", 524288},
+}
+
+// checkHostLimits refuses to boot Kubernetes nodes on a host whose limits are
+// too low, naming the fix (make lab-host-limits), rather than changing host
+// settings behind the user's back.
+func checkHostLimits() error {
+	for _, l := range hostLimits {
+		b, err := os.ReadFile(l.path)
+		if err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("lab: %s: %w", l.path, err)
+		}
+		if v < l.min {
+			name := strings.ReplaceAll(strings.TrimPrefix(l.path, "/proc/sys/"), "/", ".")
+			return fmt.Errorf("lab: %s is %d; Kubernetes nodes need at least %d (kubelets share the host's inotify limits): run `make lab-host-limits` or `sysctl -w %s=%d`", name, v, l.min, name, l.min)
+		}
+	}
+	return nil
+}

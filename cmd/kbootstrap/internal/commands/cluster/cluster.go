@@ -3,31 +3,156 @@
 package cluster
 
 import (
-	"github.com/spf13/cobra"
+	"fmt"
+	"os"
+	"strings"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kbootstrap/kbootstrap/bootstrap"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
+	"github.com/kbootstrap/kbootstrap/inventory"
 )
 
 // NewCommands returns init, join, join-command and reset.
 func NewCommands(g *cli.Globals) []*cobra.Command {
-	pending := func(use, short string) *cobra.Command {
-		name := use
-		for i, c := range use {
-			if c == ' ' {
-				name = use[:i]
-				break
+	return []*cobra.Command{newInit(g, false), newInit(g, true), newJoinCommand(g), newReset(g)}
+}
+
+type applyFlags struct {
+	dryRun     bool
+	kubeconfig string
+	skip       []string
+}
+
+func status(g *cli.Globals) *bootstrap.Status {
+	tty := false
+	if f, ok := g.Streams.Out.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return bootstrap.NewStatus(g.Streams.Out, tty, g.Redactor)
+}
+
+func newInit(g *cli.Globals, join bool) *cobra.Command {
+	var f applyFlags
+	cmd := &cobra.Command{
+		Use:   "init [--dry-run]",
+		Short: "kubeadm init on the first control plane, upload-certs, join the rest",
+		Long: `Form the cluster of the inventory, or converge it: facts and preflight on every
+node first; haproxy on the loadbalancer nodes; kubeadm init on the first control
+plane; the other control planes joined one at a time (each waits for its etcd
+member and its Node Ready); the workers in parallel; the pod network (host-gw:
+a bridge CNI config per node and routes between the nodes' pod CIDRs, or the
+inventory's network.manifest); admin.conf to --kubeconfig-out. On a formed
+cluster it changes nothing and says so. Phases: ` + strings.Join(bootstrap.PhaseNames, ", ") + `.`,
+	}
+	name := "init"
+	if join {
+		name = "join"
+		cmd.Use = "join [--dry-run]"
+		cmd.Short = "join nodes of the inventory that are not yet in the cluster"
+		cmd.Long = "Join the nodes of the inventory (or of --host/--role) that are not in the cluster yet,\nas init does; the cluster must exist."
+	}
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		inv, err := g.LoadInventory()
+		if err != nil {
+			return err
+		}
+		nodes, err := g.Select(inv)
+		if err != nil {
+			return err
+		}
+		if len(g.Hosts) == 0 && len(g.Roles) == 0 {
+			nodes = nil
+		}
+		pool := g.Pool(inv)
+		defer pool.Close()
+		st := status(g)
+		defer st.Close()
+		opts := bootstrap.Options{Inventory: inv, Connector: pool, Nodes: nodes, Concurrency: g.Concurrency, DryRun: f.dryRun,
+			SkipPhases: f.skip, KubeconfigOut: f.kubeconfig, Status: st, Stream: g.Verbose > 0, Redactor: g.Redactor,
+			Logger: g.Logger, Out: g.Streams.Out}
+		run := bootstrap.Init
+		if join {
+			run = bootstrap.Join
+		}
+		if _, err := run(cmd.Context(), opts); err != nil {
+			return fmt.Errorf("kbootstrap %s: %w", name, err)
+		}
+		return nil
+	}
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the plan per node and change nothing")
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig-out", "", "where to write the admin kubeconfig (default ./<name>.kubeconfig, mode 0600)")
+	cmd.Flags().StringSliceVar(&f.skip, "skip-phases", nil, "phases not to run: "+strings.Join(bootstrap.PhaseNames, ", "))
+	return cmd
+}
+
+func newJoinCommand(g *cli.Globals) *cobra.Command {
+	var controlPlane bool
+	cmd := &cobra.Command{
+		Use:   "join-command [--control-plane]",
+		Short: "print a fresh join command",
+		Long: `Print a kubeadm join command line with a new bootstrap token (valid 24h); with
+--control-plane the certificates are uploaded again under a new certificate key,
+added as --certificate-key (kubeadm deletes them after 2h). The line holds
+secrets: it is printed only to standard output, never logged.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inv, err := g.LoadInventory()
+			if err != nil {
+				return err
 			}
-		}
-		return &cobra.Command{
-			Use:   use,
-			Short: short + " (not implemented yet)",
-			RunE:  func(*cobra.Command, []string) error { return cli.NotImplemented(name) },
-		}
+			pool := g.Pool(inv)
+			defer pool.Close()
+			jc, err := bootstrap.NewJoinCommand(cmd.Context(), bootstrap.JoinCommandOptions{Inventory: inv, Connector: pool, ControlPlane: controlPlane, Redactor: g.Redactor})
+			if err != nil {
+				return fmt.Errorf("kbootstrap join-command: %w", err)
+			}
+			fmt.Fprintln(g.Streams.Out, jc.Command)
+			msg := fmt.Sprintf("The token is valid for %s.", jc.TokenTTL)
+			if controlPlane {
+				msg += fmt.Sprintf(" The uploaded certificates are deleted after %s: join control planes before then, or run join-command --control-plane again.", jc.CertificatesTTL)
+			}
+			fmt.Fprintln(g.Streams.Err, msg)
+			return nil
+		},
 	}
-	return []*cobra.Command{
-		pending("init [--dry-run]", "kubeadm init on the first control plane, upload-certs, join the rest"),
-		pending("join [--dry-run]", "join nodes of the inventory that are not yet in the cluster"),
-		pending("join-command [--control-plane]", "print a fresh join command"),
-		pending("reset", "kubeadm reset on the selected nodes"),
+	cmd.Flags().BoolVar(&controlPlane, "control-plane", false, "a command for a control plane (uploads the certificates, adds --certificate-key)")
+	return cmd
+}
+
+func newReset(g *cli.Globals) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "reset",
+		Short: "kubeadm reset on the selected nodes",
+		Long: `kubeadm reset on the selected nodes (--host, --role), one at a time, asking first
+unless --yes. A control plane leaves etcd first (its member removed through
+another control plane); each Node object is drained and deleted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inv, err := g.LoadInventory()
+			if err != nil {
+				return err
+			}
+			nodes, err := g.Select(inv, inventory.RoleControlPlane, inventory.RoleWorker)
+			if err != nil {
+				return err
+			}
+			pool := g.Pool(inv)
+			defer pool.Close()
+			st := status(g)
+			defer st.Close()
+			err = bootstrap.Reset(cmd.Context(), bootstrap.ResetOptions{Inventory: inv, Connector: pool, Nodes: nodes, Yes: yes,
+				In: g.Streams.In, Prompt: g.Streams.Err, Status: st, Stream: g.Verbose > 0, Redactor: g.Redactor})
+			if err != nil {
+				return fmt.Errorf("kbootstrap reset: %w", err)
+			}
+			return nil
+		},
 	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask")
+	return cmd
 }

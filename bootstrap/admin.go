@@ -1,0 +1,241 @@
+package bootstrap
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/node"
+)
+
+// adminRun connects to the control planes and picks the first holding
+// admin.conf.
+func adminRun(ctx context.Context, inv *inventory.Inventory, conn node.Connector, r *node.Redactor, st *Status, exclude ...string) (*run, error) {
+	if r == nil {
+		r = &node.Redactor{}
+	}
+	c := &run{opts: Options{Inventory: inv, Connector: conn, Redactor: r, Status: st, ReadyTimeout: 2 * time.Minute},
+		inv: inv, endpoint: Endpoint(inv), nodes: map[string]node.Node{}, facts: map[string]*Facts{}, log: slog.New(slog.DiscardHandler)}
+	var errs []error
+	for _, in := range inv.ByRole(inventory.RoleControlPlane) {
+		if strings.Contains(" "+strings.Join(exclude, " ")+" ", " "+in.Name+" ") {
+			continue
+		}
+		n, err := conn.Connect(ctx, in)
+		if err != nil {
+			errs = append(errs, &node.NodeError{Node: in.Name, Err: err})
+			continue
+		}
+		n = node.Sudo(n)
+		if _, err := n.Stat(ctx, adminConf); err != nil {
+			continue
+		}
+		if _, err := n.Run(ctx, kubectlCmd+" --server https://"+net.JoinHostPort(in.InternalIP(), "6443")+" get --raw /readyz", node.HideOutput()); err != nil {
+			errs = append(errs, &node.NodeError{Node: in.Name, Err: fmt.Errorf("API server not answering: %w", err)})
+			continue
+		}
+		c.nodes[in.Name] = n
+		c.first = in.Name
+		c.certKey = ""
+		return c, nil
+	}
+	return nil, errors.Join(append([]error{errNoCluster}, errs...)...)
+}
+
+// JoinCommandOptions configure JoinCommand.
+type JoinCommandOptions struct {
+	Inventory    *inventory.Inventory
+	Connector    node.Connector
+	ControlPlane bool
+	Redactor     *node.Redactor
+}
+
+// JoinCommand is a join command line for a human.
+type JoinCommand struct {
+	Command string
+	// TokenTTL is how long the token is valid; CertificatesTTL how long the
+	// uploaded certificates are (control plane only).
+	TokenTTL, CertificatesTTL time.Duration
+}
+
+// NewJoinCommand creates a bootstrap token (24h) on a control plane and
+// returns `kubeadm join ...` with it; for a control plane the certificates
+// are uploaded again under a new certificate key, added with
+// --control-plane --certificate-key. The user asked for exactly these
+// secrets: they are returned, never logged.
+func NewJoinCommand(ctx context.Context, o JoinCommandOptions) (*JoinCommand, error) {
+	c, err := adminRun(ctx, o.Inventory, o.Connector, o.Redactor, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.nodes[c.first].Run(ctx, "kubeadm token create --ttl 24h0m0s --description 'kbootstrap join-command' --print-join-command", node.HideOutput())
+	if err != nil {
+		return nil, fmt.Errorf("node %s: kubeadm token create: %w", c.first, err)
+	}
+	line := ""
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "kubeadm join ") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	if line == "" {
+		return nil, fmt.Errorf("node %s: kubeadm token create printed no join command", c.first)
+	}
+	out := &JoinCommand{Command: line, TokenTTL: 24 * time.Hour}
+	if o.ControlPlane {
+		// Plain kubeadm: the user's node may not have containerd's socket
+		// as default; the command is what kubeadm printed.
+		c.cluster = ClusterParams{Name: o.Inventory.Name, KubernetesVersion: o.Inventory.KubernetesVersion, ControlPlaneEndpoint: c.endpoint,
+			PodSubnet: o.Inventory.PodSubnet, ServiceSubnet: o.Inventory.ServiceSubnet, DNSDomain: o.Inventory.DNSDomain}
+		if err := c.ensureCerts(ctx); err != nil {
+			return nil, err
+		}
+		out.Command += " --control-plane --certificate-key " + c.certKey
+		out.CertificatesTTL = certsSecretTTL
+	}
+	return out, nil
+}
+
+// ResetOptions configure Reset.
+type ResetOptions struct {
+	Inventory *inventory.Inventory
+	Connector node.Connector
+	Nodes     []inventory.Node
+	// Confirm is asked before anything changes unless Yes.
+	Yes    bool
+	In     io.Reader
+	Prompt io.Writer
+	Status *Status
+	Stream bool
+	// Redactor may be nil.
+	Redactor *node.Redactor
+}
+
+// ErrNotConfirmed is returned when the user did not confirm a reset.
+var ErrNotConfirmed = errors.New("reset not confirmed: nothing was changed")
+
+// Reset runs kubeadm reset on the selected nodes, one at a time: a control
+// plane leaves etcd first (its member removed through another control
+// plane), its Node object is deleted, and the pod network files go.
+func Reset(ctx context.Context, o ResetOptions) error {
+	var names []string
+	for _, n := range o.Nodes {
+		if n.Role != inventory.RoleLoadBalancer {
+			names = append(names, n.Name)
+		}
+	}
+	if len(names) == 0 {
+		return errors.New("reset: no control-plane or worker node selected")
+	}
+	if !o.Yes {
+		fmt.Fprintf(o.Prompt, "Reset %s? kubeadm reset wipes their Kubernetes state. [y/N] ", strings.Join(names, ", "))
+		line, _ := bufio.NewReader(o.In).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			return ErrNotConfirmed
+		}
+	}
+	var errs []error
+	for _, in := range o.Nodes {
+		if in.Role == inventory.RoleLoadBalancer {
+			continue
+		}
+		st := o.Status.Start("Resetting " + in.Name)
+		err := resetOne(ctx, o, in)
+		st.End(err)
+		if err != nil {
+			errs = append(errs, &node.NodeError{Node: in.Name, Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func resetOne(ctx context.Context, o ResetOptions, in inventory.Node) error {
+	n, err := o.Connector.Connect(ctx, in)
+	if err != nil {
+		return err
+	}
+	n = node.Sudo(n)
+	// Another control plane to remove the Node and the etcd member from.
+	other, _ := adminRun(ctx, o.Inventory, o.Connector, o.Redactor, o.Status, in.Name)
+	if other != nil {
+		other.kubectl(ctx, "drain "+in.Name+" --ignore-daemonsets --delete-emptydir-data --force --timeout=60s", node.HideOutput())
+	}
+	removed := false
+	if in.Role == inventory.RoleControlPlane && other != nil {
+		// Leave etcd first, through the other control plane: kubeadm reset
+		// would try the same from this node, which may not reach etcd.
+		if err := leaveEtcd(ctx, other, in); err != nil {
+			return fmt.Errorf("leaving etcd through %s (nothing was reset): %w", other.first, err)
+		}
+		removed = true
+	}
+	var opts []node.ExecOption
+	if o.Stream && o.Status != nil {
+		w := node.PrefixWriter(o.Status, in.Name+": ", o.Redactor)
+		defer w.Flush()
+		opts = append(opts, node.StreamStdout(w), node.StreamStderr(w))
+	}
+	cmd := "kubeadm reset -f --cri-socket " + CRISocket
+	if removed {
+		cmd += " --skip-phases remove-etcd-member"
+	}
+	if _, err := n.Run(ctx, cmd, opts...); err != nil {
+		return fmt.Errorf("kubeadm reset: %w", err)
+	}
+	cleanup := "rm -f " + CNIConfigPath + " " + ConfigDir + "/*.yaml; ip link del cni0 2>/dev/null; "
+	if removed {
+		// kubeadm empties the etcd data directory in the phase skipped.
+		cleanup += "[ -d /var/lib/etcd ] && find /var/lib/etcd -mindepth 1 -delete; "
+	}
+	if _, err := n.Run(ctx, cleanup+"true"); err != nil {
+		return err
+	}
+	if other != nil {
+		if _, err := other.kubectl(ctx, "delete node "+in.Name+" --ignore-not-found"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leaveEtcd removes in's etcd member (by name or peer address) through
+// other's etcd, and checks that it is gone.
+func leaveEtcd(ctx context.Context, other *run, in inventory.Node) error {
+	cli, err := other.etcdClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ms, err := cli.Members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Name == in.Name || strings.Contains(strings.Join(m.PeerURLs, ","), "//"+in.InternalIP()+":") {
+			id, err := parseHexID(m.ID)
+			if err != nil {
+				return err
+			}
+			if _, err := cli.MemberRemove(ctx, id); err != nil {
+				return fmt.Errorf("etcd member remove %s: %w", m.ID, err)
+			}
+		}
+	}
+	ms, err = cli.Members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Name == in.Name {
+			return fmt.Errorf("etcd member %s of %s is still there", m.ID, in.Name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package bootstrap
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kbootstrap/kbootstrap/inventory"
+)
+
+func TestPreflight(t *testing.T) {
+	inv := &inventory.Inventory{Name: "lab", KubernetesVersion: "v1.34.4", Nodes: []inventory.Node{
+		{Name: "cp1", Role: inventory.RoleControlPlane}, {Name: "cp2", Role: inventory.RoleControlPlane},
+		{Name: "worker1", Role: inventory.RoleWorker}, {Name: "lb1", Role: inventory.RoleLoadBalancer},
+	}}
+	good := func(name string) *Facts {
+		return &Facts{Node: name, KubeadmVersion: "v1.34.4", KubeletVersion: "v1.34.4", RuntimeUp: true}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(map[string]*Facts)
+		wants []string
+	}{
+		{"ok", func(map[string]*Facts) {}, nil},
+		{"versions", func(f map[string]*Facts) {
+			f["cp2"].KubeadmVersion = "v1.33.0"
+			f["worker1"].KubeletVersion = ""
+		}, []string{"node cp2: kubeadm is v1.33.0, the inventory's kubernetesVersion is v1.34.4", "node worker1: kubelet is not installed"}},
+		{"runtime and ports", func(f map[string]*Facts) {
+			f["cp1"].RuntimeUp = false
+			f["cp2"].ListeningPorts = []int{22, 2379}
+			f["worker1"].ListeningPorts = []int{6443}
+		}, []string{"node cp1: containerd is not running", "node cp2: port 2379 is in use"}},
+		{"skew", func(f map[string]*Facts) { f["worker1"].ClockOffset = 45 * time.Second }, []string{"node worker1: clock is 45s ahead"}},
+		{"joined elsewhere", func(f map[string]*Facts) { f["worker1"].Joined = true }, []string{"node worker1: has /etc/kubernetes/kubelet.conf but is no Node"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			facts := map[string]*Facts{}
+			for _, n := range inv.Nodes {
+				facts[n.Name] = good(n.Name)
+			}
+			tc.edit(facts)
+			var todo []inventory.Node
+			for _, n := range inv.Nodes {
+				if n.Role != inventory.RoleLoadBalancer {
+					todo = append(todo, n)
+				}
+			}
+			errs := preflight(inv, facts, todo)
+			var msgs []string
+			for _, e := range errs {
+				msgs = append(msgs, e.Error())
+			}
+			all := strings.Join(msgs, "\n")
+			if len(tc.wants) == 0 && len(errs) > 0 {
+				t.Fatalf("unexpected: %s", all)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(all, w) {
+					t.Errorf("no %q in:\n%s", w, all)
+				}
+			}
+			if tc.name == "runtime and ports" && strings.Contains(all, "worker1: port 6443") {
+				t.Error("6443 checked on a worker")
+			}
+		})
+	}
+}
+
+func TestParseNodes(t *testing.T) {
+	nodes, err := parseNodes([]byte(`{"items":[{"metadata":{"name":"cp1"},"spec":{"podCIDR":"10.244.0.0/24"},"status":{"conditions":[{"type":"Ready","status":"True"}],"addresses":[{"type":"InternalIP","address":"10.0.0.1"}]}},{"metadata":{"name":"w1"},"spec":{},"status":{"conditions":[{"type":"Ready","status":"False"}]}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := nodes["cp1"]; !n.Ready || n.PodCIDR != "10.244.0.0/24" || n.InternalIP != "10.0.0.1" {
+		t.Errorf("cp1 = %+v", n)
+	}
+	if n := nodes["w1"]; n.Ready || n.PodCIDR != "" {
+		t.Errorf("w1 = %+v", n)
+	}
+}
+
+func TestEndpoint(t *testing.T) {
+	inv := &inventory.Inventory{Nodes: []inventory.Node{{Name: "cp1", Address: "10.0.0.2", Role: inventory.RoleControlPlane}}}
+	if got := Endpoint(inv); got != "10.0.0.2:6443" {
+		t.Errorf("no lb: %s", got)
+	}
+	inv.Nodes = append(inv.Nodes, inventory.Node{Name: "lb1", Address: "10.0.0.9", InternalAddress: "10.1.0.9", Role: inventory.RoleLoadBalancer})
+	if got := Endpoint(inv); got != "10.1.0.9:6443" {
+		t.Errorf("lb: %s", got)
+	}
+	inv.ControlPlaneEndpoint = "api.example.org:443"
+	if got := Endpoint(inv); got != "api.example.org:443" {
+		t.Errorf("explicit: %s", got)
+	}
+}
+
+func TestResetAsks(t *testing.T) {
+	var prompt strings.Builder
+	err := Reset(t.Context(), ResetOptions{
+		Inventory: &inventory.Inventory{}, Nodes: []inventory.Node{{Name: "cp2", Role: inventory.RoleControlPlane}},
+		In: strings.NewReader("n\n"), Prompt: &prompt,
+	})
+	if err != ErrNotConfirmed || !strings.Contains(prompt.String(), "Reset cp2?") {
+		t.Errorf("err %v, prompt %q", err, prompt.String())
+	}
+}

@@ -1,0 +1,547 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kbootstrap/kbootstrap/test/lab"
+)
+
+// initSpec is the lab of `kbootstrap init`: three control planes, two
+// workers and a load balancer, VM-like (systemd, containerd), bare until the
+// test prepares them.
+var initSpec = labSpec{
+	id: "init", subnet: "10.93.0.0/24", subnet2: "10.94.0.0/24", kubernetes: true,
+	nodes: []lab.NodeSpec{
+		{Name: "lb1", Role: "loadbalancer"},
+		{Name: "cp1", Role: "control-plane"}, {Name: "cp2", Role: "control-plane"}, {Name: "cp3", Role: "control-plane"},
+		{Name: "worker1", Role: "worker"}, {Name: "worker2", Role: "worker"},
+	},
+}
+
+// initInventory writes the inventory of the init lab with the named nodes.
+func initInventory(t *testing.T, l *lab.Lab, dir string, names ...string) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: init\nkubernetesVersion: v1.34.4\nssh:\n  user: root\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", l.KeyFile, l.KnownHostsFile)
+	for _, name := range names {
+		n, ok := l.Node(name)
+		if !ok {
+			t.Fatalf("no lab node %s", name)
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    internalAddress: %s\n    role: %s\n", n.Name, n.Addresses[0], n.Addresses[0], n.Role)
+	}
+	return writeFile(t, dir, "kbootstrap-"+fmt.Sprint(len(names))+".yaml", b.String(), 0o644)
+}
+
+// psWatch snapshots the process list of every node while a run goes on.
+type psWatch struct {
+	mu      sync.Mutex
+	snaps   []string
+	secrets map[string]bool // certificate keys and tokens seen in /etc/kbootstrap
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+func watchProcesses(l *lab.Lab, nodes []string) *psWatch {
+	w := &psWatch{stop: make(chan struct{})}
+	for _, n := range nodes {
+		w.done.Add(1)
+		go func() {
+			defer w.done.Done()
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				out, _ := l.Exec(ctx, n, "ps", "-eo", "args")
+				// The secrets themselves, from kbootstrap's 0600 kubeadm
+				// configurations while they exist.
+				cfg, _ := l.Exec(ctx, n, "sh", "-c", "cat /etc/kbootstrap/*.yaml 2>/dev/null; true")
+				cancel()
+				w.mu.Lock()
+				w.snaps = append(w.snaps, n+":\n"+string(out))
+				for _, m := range secretRE.FindAllStringSubmatch(string(cfg), -1) {
+					if w.secrets == nil {
+						w.secrets = map[string]bool{}
+					}
+					w.secrets[m[2]] = true
+				}
+				w.mu.Unlock()
+				select {
+				case <-w.stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	return w
+}
+
+func (w *psWatch) Stop() (procs string, secrets []string) {
+	close(w.stop)
+	w.done.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for s := range w.secrets {
+		secrets = append(secrets, s)
+	}
+	return strings.Join(w.snaps, "\n"), secrets
+}
+
+var (
+	tokenRE = regexp.MustCompile(`\b[a-z0-9]{6}\.[a-z0-9]{16}\b`)
+	// secretRE finds the certificate key and tokens in a kubeadm configuration.
+	secretRE = regexp.MustCompile(`(certificateKey|token): "?([0-9a-f]{64}|[a-z0-9]{6}\.[a-z0-9]{16})"?`)
+)
+
+// checkNoSecrets fails when one of the known secrets (certificate keys and
+// tokens), or anything shaped like a bootstrap token, shows in text, or
+// --certificate-key is followed by anything but [REDACTED].
+func checkNoSecrets(t *testing.T, what, text string, known []string) {
+	t.Helper()
+	for _, sec := range known {
+		if strings.Contains(text, sec) {
+			t.Errorf("%s: holds a secret of the run (%s…)", what, sec[:6])
+		}
+	}
+	if m := tokenRE.FindString(text); m != "" {
+		t.Errorf("%s: holds something shaped like a bootstrap token (%s…)", what, m[:6])
+	}
+	if i := strings.Index(text, "--certificate-key"); i >= 0 && !strings.HasPrefix(strings.TrimSpace(text[i+len("--certificate-key"):]), "[REDACTED]") {
+		t.Errorf("%s: --certificate-key with a value", what)
+	}
+	if strings.Contains(text, "certificateKey:") || strings.Contains(text, "token-secret") {
+		t.Errorf("%s: holds a kubeadm configuration or token Secret", what)
+	}
+}
+
+// hostKubectl runs the artifacts' kubectl on this machine with kubeconfig.
+func hostKubectl(kubeconfig string, args ...string) (string, error) {
+	bin := filepath.Join(artifactsBin(), "kubectl")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig, "--request-timeout=10s"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func waitUntil(t *testing.T, what string, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s: %v", what, timeout, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestInit forms an HA cluster from bare nodes with `kbootstrap init` (3
+// control planes behind lb1, 1 worker), checks it (Nodes Ready, 3 etcd
+// members, no secret in output, log or any node's process list), runs init
+// again (nothing changes), joins worker2 added to the inventory with
+// `kbootstrap join`, checks that a pod on worker1 reaches a pod on worker2,
+// and that the API stays reachable through lb1 with cp1 stopped.
+//
+//	make lab-artifacts && cd test && go test -count=1 -v -run TestInit ./e2e/
+func TestInit(t *testing.T) {
+	if artifactsBin() == "" {
+		t.Skip("the upstream artifacts are missing: make lab-artifacts")
+	}
+	l := labFor(t, initSpec)
+	images := filepath.Join(filepath.Dir(artifactsBin()), "images")
+	dir := t.TempDir()
+	all := []string{"lb1", "cp1", "cp2", "cp3", "worker1", "worker2"}
+	for _, n := range all {
+		waitUntil(t, n+": systemd running", 90*time.Second, func() error {
+			out, err := l.Exec(context.Background(), n, "sh", "-c", `s=$(systemctl is-system-running || true); [ "$s" = running ] || { echo "$s"; exit 1; }`)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	}
+	full := initInventory(t, l, dir, all...)
+	first := initInventory(t, l, dir, "lb1", "cp1", "cp2", "cp3", "worker1")
+
+	// Bare nodes, prepared as a user would: the air-gapped prepare-node.
+	r := kbRun(t, nil, "-i", full, "playbook", "run", "prepare-node", "--binaries", artifactsBin(), "--images", images,
+		"-e", "cgroup_driver=cgroupfs", "-e", "restrict_oom_score_adj=true")
+	if r.code != 0 {
+		t.Fatalf("prepare-node: exit %d", r.code)
+	}
+	t.Logf("timing: prepare-node of 5 nodes %s", r.took.Round(time.Second))
+
+	// (a) init, with every node's process list watched.
+	kubeconfig := filepath.Join(dir, "init.kubeconfig")
+	ps := watchProcesses(l, all)
+	r = kbRun(t, nil, "-i", first, "-v", "init", "--kubeconfig-out", kubeconfig)
+	procs, seen := ps.Stop()
+	if r.code != 0 {
+		t.Fatalf("init: exit %d", r.code)
+	}
+	t.Logf("timing: init of 3 control planes + 1 worker %s", r.took.Round(time.Second))
+	for _, want := range []string{"✓ Initializing control plane cp1", "✓ Joining control plane cp2", "✓ Joining control plane cp3", "✓ Joining worker worker1", "[REDACTED]"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("init output lacks %q", want)
+		}
+	}
+	if fi, err := os.Stat(kubeconfig); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kubeconfig %s: %v %v", kubeconfig, fi, err)
+	}
+	lb, _ := l.Node("lb1")
+	if b, _ := os.ReadFile(kubeconfig); !strings.Contains(string(b), "server: https://"+lb.Addresses[0]+":6443") {
+		t.Errorf("the kubeconfig does not point at lb1:\n%s", b)
+	}
+	ready := func(n int) func() error {
+		return func() error {
+			out, err := hostKubectl(kubeconfig, "get", "nodes", "--no-headers")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			c := 0
+			for _, line := range strings.Split(out, "\n") {
+				if f := strings.Fields(line); len(f) > 1 && f[1] == "Ready" {
+					c++
+				}
+			}
+			if c != n {
+				return fmt.Errorf("%d Ready nodes, want %d:\n%s", c, n, out)
+			}
+			return nil
+		}
+	}
+	waitUntil(t, "4 Nodes Ready through lb1", 30*time.Second, ready(4))
+	members := func() []etcdMemberJSON { return initEtcdMembers(t, first, kubeconfig) }
+	if ms := members(); len(ms) != 3 {
+		t.Errorf("%d etcd members, want 3: %+v", len(ms), ms)
+	} else {
+		for _, m := range ms {
+			if m.IsLearner || len(m.ClientURLs) == 0 || m.Name == "" {
+				t.Errorf("etcd member not started: %+v", m)
+			}
+		}
+	}
+	tokens := tokenRE.FindAllString(labExecIn(t, l, "cp1", "kubeadm token list -o jsonpath='{.token}{\"\\n\"}' 2>/dev/null || kubeadm token list"), -1)
+	if len(tokens) < 2 {
+		t.Errorf("kubeadm token list shows %d tokens, want the init token and the join tokens", len(tokens))
+	}
+	keys := 0
+	for _, s := range seen {
+		if len(s) == 64 {
+			keys++
+		}
+	}
+	if keys == 0 || len(seen) < 3 {
+		t.Errorf("saw %d secrets (%d certificate keys) in /etc/kbootstrap during init: the check below proves little", len(seen), keys)
+	}
+	known := append(tokens, seen...)
+	checkNoSecrets(t, "init stdout", r.stdout, known)
+	checkNoSecrets(t, "init stderr (log)", r.stderr, known)
+	checkNoSecrets(t, "process lists of the nodes during init", procs, known)
+	t.Logf("no certificate key or token (%d known: %d certificate keys, %d tokens) in init's output, its log or %d process lists", len(known), keys, len(known)-keys, strings.Count(procs, ":\n"))
+	for _, n := range []string{"cp1", "cp2", "cp3", "worker1"} {
+		if out := labExecIn(t, l, n, "ls -A /etc/kbootstrap 2>/dev/null; true"); strings.TrimSpace(out) != "" {
+			t.Errorf("%s: /etc/kbootstrap still holds %s", n, out)
+		}
+	}
+
+	// (b) init again changes nothing; worker2 added to the inventory is joined alone.
+	r = kbRun(t, nil, "-i", first, "init", "--kubeconfig-out", kubeconfig)
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing changed") {
+		t.Errorf("init again: exit %d, no \"nothing changed\"", r.code)
+	}
+	t.Logf("timing: init again %s", r.took.Round(100*time.Millisecond))
+	// join-command: for a human, with the secrets the user asked for.
+	r = kbRun(t, nil, "-i", first, "join-command")
+	joinRE := regexp.MustCompile(`^kubeadm join ` + regexp.QuoteMeta(lb.Addresses[0]) + `:6443 --token [a-z0-9]{6}\.[a-z0-9]{16} --discovery-token-ca-cert-hash sha256:[0-9a-f]{64}`)
+	if r.code != 0 || !joinRE.MatchString(r.stdout) || !strings.Contains(r.stderr, "valid for 24h") {
+		t.Errorf("join-command: exit %d", r.code)
+	}
+	r = kbRun(t, nil, "-i", first, "join-command", "--control-plane")
+	if r.code != 0 || !joinRE.MatchString(r.stdout) || !regexp.MustCompile(`--control-plane --certificate-key [0-9a-f]{64}\n$`).MatchString(r.stdout) || !strings.Contains(r.stderr, "deleted after 2h") {
+		t.Errorf("join-command --control-plane: exit %d", r.code)
+	}
+	r = kbRun(t, nil, "-i", full, "join", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "worker2: kubeadm join") || strings.Contains(r.stdout, "cp2: kubeadm join") {
+		t.Errorf("join --dry-run: exit %d, plan not only worker2", r.code)
+	}
+	r = kbRun(t, nil, "-i", full, "join", "--kubeconfig-out", kubeconfig)
+	if r.code != 0 || !strings.Contains(r.stdout, "✓ Joining worker worker2") || strings.Contains(r.stdout, "Joining control plane") || strings.Contains(r.stdout, "Joining worker worker1") {
+		t.Fatalf("join of worker2: exit %d", r.code)
+	}
+	t.Logf("timing: join of worker2 %s", r.took.Round(time.Second))
+	waitUntil(t, "5 Nodes Ready", 30*time.Second, ready(5))
+
+	// (c) a pod on worker1 reaches a pod on worker2: CoreDNS on worker1
+	// forwards to CoreDNS on worker2, whose whoami answers with the address
+	// it saw: the pod on worker1's, not a node's.
+	manifest := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: pod2pod}
+data:
+  server: ".:53 {\n  whoami\n}\n"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server}
+spec:
+  nodeName: worker2
+  containers:
+  - {name: dns, image: registry.k8s.io/coredns/coredns:v1.12.1, imagePullPolicy: Never, args: ["-conf", "/etc/c/server"], volumeMounts: [{name: c, mountPath: /etc/c}]}
+  volumes: [{name: c, configMap: {name: pod2pod}}]
+`
+	if out, err := hostKubectlStdin(kubeconfig, manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var serverIP string
+	waitUntil(t, "server pod on worker2 running", 2*time.Minute, func() error {
+		out, err := hostKubectl(kubeconfig, "get", "pod", "server", "-o", "jsonpath={.status.phase} {.status.podIP}")
+		if f := strings.Fields(out); err == nil && len(f) == 2 && f[0] == "Running" {
+			serverIP = f[1]
+			return nil
+		}
+		return fmt.Errorf("%v: %s", err, out)
+	})
+	client := fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: pod2pod-client}
+data:
+  client: ".:53 {\n  forward . %s\n}\n"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: worker1
+  containers:
+  - {name: dns, image: registry.k8s.io/coredns/coredns:v1.12.1, imagePullPolicy: Never, args: ["-conf", "/etc/c/client"], volumeMounts: [{name: c, mountPath: /etc/c}]}
+  volumes: [{name: c, configMap: {name: pod2pod-client}}]
+`, serverIP)
+	if out, err := hostKubectlStdin(kubeconfig, client, "apply", "-f", "-"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var clientIP string
+	waitUntil(t, "client pod on worker1 running", 2*time.Minute, func() error {
+		out, err := hostKubectl(kubeconfig, "get", "pod", "client", "-o", "jsonpath={.status.phase} {.status.podIP}")
+		if f := strings.Fields(out); err == nil && len(f) == 2 && f[0] == "Running" {
+			clientIP = f[1]
+			return nil
+		}
+		return fmt.Errorf("%v: %s", err, out)
+	})
+	waitUntil(t, "the pod on worker1 reaches the pod on worker2", time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := l.Exec(ctx, "worker1", "dig", "+time=2", "+tries=1", "@"+clientIP, "whoami.example.", "A")
+		if err != nil || !strings.Contains(string(out), clientIP) {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	t.Logf("pod %s on worker1 reached pod %s on worker2 (whoami saw %s)", clientIP, serverIP, clientIP)
+
+	// (e) the kubeadm-certs Secret deleted before a control-plane join: cp2
+	// and cp3 reset, then joined again by one `join`; the Secret is deleted
+	// while cp2 joins (once its etcd member exists: its certificates are
+	// downloaded by then), so cp3's join finds it gone and kbootstrap uploads
+	// the certificates again with the same key.
+	for _, n := range []string{"cp3", "cp2"} {
+		if r := kbRun(t, nil, "-i", full, "--host", n, "reset", "--yes"); r.code != 0 {
+			t.Fatalf("reset %s: exit %d", n, r.code)
+		}
+	}
+	if ms := members(); len(ms) != 1 {
+		t.Fatalf("after resetting cp2 and cp3: %d etcd members, want 1: %+v", len(ms), ms)
+	}
+	cp2, _ := l.Node("cp2")
+	cp3, _ := l.Node("cp3")
+	deleted := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(5 * time.Minute)
+		for time.Now().Before(deadline) {
+			if hasPeer(initEtcdMembersQuiet(kubeconfig), cp2.Addresses[0]) {
+				out, err := hostKubectl(kubeconfig, "-n", "kube-system", "delete", "secret", "kubeadm-certs")
+				if err != nil {
+					err = fmt.Errorf("%v: %s", err, out)
+				}
+				deleted <- err
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		deleted <- fmt.Errorf("cp2's etcd member never showed up")
+	}()
+	r = kbRun(t, nil, "-i", full, "join", "--kubeconfig-out", kubeconfig)
+	if err := <-deleted; err != nil {
+		t.Fatalf("deleting kubeadm-certs during cp2's join: %v", err)
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, "✓ Joining control plane cp3") || !strings.Contains(r.stdout, "Secret is gone") {
+		t.Fatalf("join of cp2 and cp3 with kubeadm-certs deleted in between: exit %d", r.code)
+	}
+	if ms := members(); len(ms) != 3 {
+		t.Fatalf("after rejoining cp2 and cp3: %d etcd members, want 3", len(ms))
+	}
+	t.Logf("timing: join of cp2 and cp3 (certificates uploaded again in between) %s", r.took.Round(time.Second))
+
+	// (f) a control plane partitioned mid-join: its etcd member is removed
+	// and the error says so.
+	if r := kbRun(t, nil, "-i", full, "--host", "cp3", "reset", "--yes"); r.code != 0 {
+		t.Fatalf("reset cp3: exit %d", r.code)
+	}
+	partitioned := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(5 * time.Minute)
+		for time.Now().Before(deadline) {
+			if hasPeer(initEtcdMembersQuiet(kubeconfig), cp3.Addresses[0]) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				partitioned <- l.Partition(ctx, "cp3")
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		partitioned <- fmt.Errorf("cp3's etcd member never showed up")
+	}()
+	r = kbRun(t, nil, "-i", full, "join")
+	if err := <-partitioned; err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 2 || !strings.Contains(r.stdout+r.stderr, "node cp3") || !strings.Contains(r.stdout+r.stderr, "removed it") {
+		t.Errorf("join of cp3 partitioned mid-join: exit %d, want 2 and an error naming cp3 and the removed etcd member", r.code)
+	}
+	if ms := members(); len(ms) != 2 || hasPeer(ms, cp3.Addresses[0]) {
+		t.Errorf("after the failed join of cp3: etcd members %+v, want cp1 and cp2 only", ms)
+	}
+	checkNoSecrets(t, "failed join output", r.stdout+r.stderr, nil)
+	ctx0, cancel0 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel0()
+	if err := l.Heal(ctx0, "cp3"); err != nil {
+		t.Fatal(err)
+	}
+	// cp3 back: the kubeadm join left running there stopped, reset, joined.
+	labExecIn(t, l, "cp3", "for p in $(pgrep -x kubeadm); do kill $p; done; true")
+	if r := kbRun(t, nil, "-i", full, "--host", "cp3", "reset", "--yes"); r.code != 0 {
+		t.Fatalf("reset cp3 after the partition: exit %d", r.code)
+	}
+	if r := kbRun(t, nil, "-i", full, "join", "--kubeconfig-out", kubeconfig); r.code != 0 {
+		t.Fatalf("join of cp3 after the partition: exit %d", r.code)
+	}
+	if ms := members(); len(ms) != 3 {
+		t.Fatalf("after rejoining cp3: %d etcd members, want 3", len(ms))
+	}
+
+	// (d) with cp1 stopped, the API answers through lb1.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := l.Stop(ctx, "cp1"); err != nil {
+		t.Fatal(err)
+	}
+	st := time.Now()
+	waitUntil(t, "API through lb1 with cp1 stopped", time.Minute, func() error {
+		for range 3 {
+			if out, err := hostKubectl(kubeconfig, "get", "--raw", "/readyz"); err != nil || strings.TrimSpace(out) != "ok" {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+		}
+		return nil
+	})
+	t.Logf("timing: API answering 3 times in a row through lb1 %s after cp1 stopped", time.Since(st).Round(100*time.Millisecond))
+	if err := l.Start(ctx, "cp1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hostKubectlStdin(kubeconfig, stdin string, args ...string) (string, error) {
+	bin := filepath.Join(artifactsBin(), "kubectl")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// etcdMemberJSON is a member of `etcdctl member list -w json`.
+type etcdMemberJSON struct {
+	ID         uint64   `json:"ID"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	IsLearner  bool     `json:"isLearner"`
+}
+
+// initEtcdMembersQuiet lists etcd's members with etcdctl in cp1's etcd pod
+// (nil when it cannot).
+func initEtcdMembersQuiet(kubeconfig string) []etcdMemberJSON {
+	ms, _ := initEtcdMembersErr(kubeconfig)
+	return ms
+}
+
+func initEtcdMembersErr(kubeconfig string) ([]etcdMemberJSON, error) {
+	out, err := hostKubectl(kubeconfig, "-n", "kube-system", "exec", "etcd-cp1", "--", "etcdctl", "--endpoints", "https://127.0.0.1:2379",
+		"--cacert", "/etc/kubernetes/pki/etcd/ca.crt", "--cert", "/etc/kubernetes/pki/etcd/server.crt", "--key", "/etc/kubernetes/pki/etcd/server.key",
+		"member", "list", "-w", "json")
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	var l struct {
+		Members []etcdMemberJSON `json:"members"`
+	}
+	if i := strings.Index(out, "{"); i >= 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	return l.Members, nil
+}
+
+// initEtcdMembers lists etcd's members: `kbootstrap etcd members` when it
+// is implemented, else etcdctl in cp1's etcd pod.
+func initEtcdMembers(t *testing.T, inv, kubeconfig string) []etcdMemberJSON {
+	t.Helper()
+	r := kbRun(t, nil, "-i", inv, "-o", "json", "etcd", "members")
+	if r.code == 0 {
+		var ms []struct {
+			ID         string   `json:"id"`
+			Name       string   `json:"name"`
+			PeerURLs   []string `json:"peerURLs"`
+			ClientURLs []string `json:"clientURLs"`
+			IsLearner  bool     `json:"isLearner"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &ms); err == nil {
+			var out []etcdMemberJSON
+			for _, m := range ms {
+				out = append(out, etcdMemberJSON{Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
+			}
+			return out
+		}
+	}
+	var ms []etcdMemberJSON
+	waitUntil(t, "etcdctl member list in etcd-cp1", time.Minute, func() (err error) {
+		ms, err = initEtcdMembersErr(kubeconfig)
+		return err
+	})
+	return ms
+}
+
+func hasPeer(ms []etcdMemberJSON, ip string) bool {
+	for _, m := range ms {
+		if strings.Contains(strings.Join(m.PeerURLs, ","), "//"+ip+":") {
+			return true
+		}
+	}
+	return false
+}
