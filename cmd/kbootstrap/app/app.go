@@ -34,8 +34,12 @@ var (
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := Run(ctx, cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Args[1:])
-	return ExitCode(err, os.Stderr)
+	red := &node.Redactor{}
+	err := run(ctx, cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Args[1:], red)
+	// The final error goes through the run's redactor like every log line.
+	stderr := red.Writer(os.Stderr)
+	defer stderr.Flush()
+	return ExitCode(err, stderr)
 }
 
 // ExitCode maps Run's error to the contract's exit code, printing the error
@@ -57,7 +61,11 @@ func ExitCode(err error, stderr io.Writer) int {
 
 // Run builds the command tree and executes args.
 func Run(ctx context.Context, streams cli.Streams, args []string) error {
-	g := &cli.Globals{Streams: streams, Redactor: &node.Redactor{}}
+	return run(ctx, streams, args, &node.Redactor{})
+}
+
+func run(ctx context.Context, streams cli.Streams, args []string, red *node.Redactor) error {
+	g := &cli.Globals{Streams: streams, Redactor: red}
 	root := NewRootCommand(g)
 	root.SetArgs(args)
 	root.SetIn(streams.In)
