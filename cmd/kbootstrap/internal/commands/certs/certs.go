@@ -28,12 +28,7 @@ func NewCommand(g *cli.Globals) *cobra.Command {
 		Short: "Audit, renew and schedule the renewal of the control planes' certificates",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newCheck(g), &cobra.Command{
-		Use:   "renew",
-		Short: "Renew certificates, one control plane at a time",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return cli.NotImplemented("certs renew") },
-	}, &cobra.Command{
+	cmd.AddCommand(newCheck(g), newRenew(g), &cobra.Command{
 		Use:   "schedule",
 		Short: "Install the renewal on the control planes",
 		Args:  cobra.NoArgs,

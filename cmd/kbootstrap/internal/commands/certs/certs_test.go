@@ -95,7 +95,7 @@ func TestCheckBadFlags(t *testing.T) {
 			t.Errorf("%v: no error", args)
 		}
 	}
-	for _, sub := range []string{"renew", "schedule"} {
+	for _, sub := range []string{"schedule"} {
 		_, err := run(t, sub)
 		if !errors.Is(err, cli.ErrNotImplemented) {
 			t.Errorf("certs %s: %v", sub, err)

@@ -1,0 +1,86 @@
+package certs
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kbootstrap/kbootstrap/bootstrap"
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
+	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/node"
+	"github.com/kbootstrap/kbootstrap/renew"
+)
+
+type renewFlags struct {
+	within     days
+	certs      []string
+	dryRun     bool
+	local      bool
+	kubeconfig string
+	keep       int
+}
+
+func newRenew(g *cli.Globals) *cobra.Command {
+	f := &renewFlags{within: days(30 * 24 * time.Hour)}
+	cmd := &cobra.Command{
+		Use:   "renew",
+		Short: "Renew certificates, one control plane at a time",
+		Long: `Audit the control planes; when a certificate expires within --if-expiring-within,
+renew them one control plane at a time: lock the node, back up /etc/kubernetes's
+PKI and kubeconfigs to ` + renew.BackupDir + ` (0600, the last --keep kept),
+kubeadm certs renew, drain the API server from the load balancer, restart
+kube-apiserver, etcd, kube-controller-manager and kube-scheduler one at a time
+(manifest moved out, pod stopped, moved back) gated on their health, and verify
+that the node serves the new certificates. On any failure the backup is
+restored, the node restarted and verified, and the run stops (exit 2).
+kubelet.conf is the kubelet's own rotation and is not renewed; a CA that expires
+within the window is refused.`,
+		Example: `  kbootstrap certs renew --if-expiring-within 30d
+  kbootstrap certs renew --local    # on the control plane itself, e.g. from cron`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tty := false
+			if fo, ok := g.Streams.Out.(*os.File); ok {
+				tty = term.IsTerminal(int(fo.Fd()))
+			}
+			st := bootstrap.NewStatus(g.Streams.Out, tty, g.Redactor)
+			defer st.Close()
+			opts := renew.Options{Within: window(f.within), Certs: f.certs, DryRun: f.dryRun, Keep: f.keep, Out: g.Streams.Out, Status: st}
+			if f.local {
+				opts.Local = node.NewLocal("local", g.Logger)
+			} else {
+				inv, err := g.LoadInventory()
+				if err != nil {
+					return err
+				}
+				nodes, err := g.Select(inv, inventory.RoleControlPlane)
+				if err != nil {
+					return err
+				}
+				pool := g.Pool(inv)
+				defer pool.Close()
+				opts.Inventory, opts.Nodes, opts.Connector = inv, nodes, pool
+				opts.KubeconfigOut = f.kubeconfig
+				if opts.KubeconfigOut == "" {
+					opts.KubeconfigOut = "./" + inv.Name + ".kubeconfig"
+				}
+			}
+			if err := renew.Run(cmd.Context(), opts); err != nil {
+				return fmt.Errorf("kbootstrap certs renew: %w", err)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.Var(&f.within, "if-expiring-within", "renew only when a certificate expires within this time (e.g. 30d, 72h)")
+	fl.StringSliceVar(&f.certs, "certs", nil, "renew only these (kubeadm's names: apiserver, etcd-server, admin.conf, ...); default all")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "audit and print the plan; change nothing")
+	fl.BoolVar(&f.local, "local", false, "renew this machine's control plane (run on the node, e.g. from cron)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig-out", "", "admin kubeconfig refreshed from the renewed admin.conf (default ./<name>.kubeconfig, mode 0600)")
+	fl.IntVar(&f.keep, "keep", 5, "backups kept on each node")
+	return cmd
+}
