@@ -472,8 +472,10 @@ type hostState struct {
 type procInfo struct{ start, cgroup, oomScoreAdj, comm, netns string }
 
 // volatileSysctl matches /proc/sys entries that change by themselves (counters, random values) or
-// that labs own while up (IP forwarding, restored by the last lab's Down).
-var volatileSysctl = regexp.MustCompile(`^(kernel/random/|kernel/ns_last_pid|kernel/pty/nr|kernel/tainted|fs/dentry-state|fs/inode-|fs/file-nr|fs/aio-nr|fs/quota/|fs/binfmt_misc/|net/netfilter/nf_conntrack_count|net/ipv4/ip_forward|net/ipv[46]/conf/.*/forwarding|net/ipv6/conf/(kb|veth)|net/ipv4/conf/(kb|veth)|net/ipv4/neigh/(kb|veth)|net/ipv6/neigh/(kb|veth)|net/.*/(kb[a-z0-9]*-|veth|cni|flannel|cali)|net/ipv4/route/|net/ipv6/route/|vm/stat_refresh|fs/pipe-user-pages|user/|kernel/perf_event_max_sample_rate|kernel/sched_domain|debug/|dev/cdrom)`)
+// that labs own while up (IP forwarding, restored by the last lab's Down). The kernel ties
+// net.ipv4.conf.all.accept_redirects to forwarding (inet_forward_change sets it to !forwarding), so
+// it flips with ip_forward on a host where forwarding starts off.
+var volatileSysctl = regexp.MustCompile(`^(kernel/random/|kernel/ns_last_pid|kernel/pty/nr|kernel/tainted|fs/dentry-state|fs/inode-|fs/file-nr|fs/aio-nr|fs/quota/|fs/binfmt_misc/|net/netfilter/nf_conntrack_count|net/ipv4/ip_forward|net/ipv4/conf/all/accept_redirects|net/ipv[46]/conf/.*/forwarding|net/ipv6/conf/(kb|veth)|net/ipv4/conf/(kb|veth)|net/ipv4/neigh/(kb|veth)|net/ipv6/neigh/(kb|veth)|net/.*/(kb[a-z0-9]*-|veth|cni|flannel|cali)|net/ipv4/route/|net/ipv6/route/|vm/stat_refresh|fs/pipe-user-pages|user/|kernel/perf_event_max_sample_rate|kernel/sched_domain|debug/|dev/cdrom)`)
 
 func snapshotHost(t *testing.T) hostState {
 	t.Helper()
