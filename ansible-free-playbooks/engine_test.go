@@ -497,7 +497,7 @@ func TestLoadbalancerTemplateListsControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bind *:6443", "server cp1 127.0.0.1:6443 check", "server cp2 127.0.0.2:6443 check", "option tcp-check"} {
+	for _, want := range []string{"bind *:6443", "server cp1 127.0.0.1:6443 check", "server cp2 127.0.0.2:6443 check", "option tcp-check", "on-marked-down shutdown-sessions"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("haproxy.cfg lacks %q:\n%s", want, out)
 		}

@@ -9,34 +9,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"flag"
 	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kbootstrap/kbootstrap/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./bootstrap -update)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs (go test ./bootstrap -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 var testCluster = ClusterParams{
 	Name: "lab", KubernetesVersion: "v1.34.4", ControlPlaneEndpoint: "10.91.0.11:6443",
@@ -74,7 +53,7 @@ func TestConfigGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, got)
+			golden.Check(t, tc.name, got)
 		})
 	}
 }

@@ -5,36 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/report"
 )
-
-// forEach runs fn for every node, at most concurrency at a time, and returns
-// once all are done.
-func forEach(ctx context.Context, nodes []inventory.Node, concurrency int, fn func(ctx context.Context, i int, n inventory.Node)) {
-	if concurrency < 1 {
-		concurrency = 1
-	}
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				fn(ctx, i, n)
-			case <-ctx.Done():
-			}
-		}()
-	}
-	wg.Wait()
-}
 
 func connect(ctx context.Context, c node.Connector, n inventory.Node) (node.Node, error) {
 	nn, err := c.Connect(ctx, n)
@@ -48,20 +24,16 @@ func connect(ctx context.Context, c node.Connector, n inventory.Node) (node.Node
 // returns the nodes that answered, in inventory order, and the errors of the
 // others joined.
 func CollectFlags(ctx context.Context, c node.Connector, nodes []inventory.Node, concurrency int) ([]NodeFlags, error) {
-	res := make([]*NodeFlags, len(nodes))
-	errs := make([]error, len(nodes))
-	forEach(ctx, nodes, concurrency, func(ctx context.Context, i int, in inventory.Node) {
+	res, err := node.Parallel(ctx, nodes, concurrency, func(ctx context.Context, in inventory.Node) (*NodeFlags, error) {
 		n, err := connect(ctx, c, in)
 		if err != nil {
-			errs[i] = err
-			return
+			return nil, err
 		}
 		f, err := DiscoverFlags(ctx, n)
 		if err != nil {
-			errs[i] = err
-			return
+			return nil, err
 		}
-		res[i] = &f
+		return &f, nil
 	})
 	var out []NodeFlags
 	for _, f := range res {
@@ -69,7 +41,7 @@ func CollectFlags(ctx context.Context, c node.Connector, nodes []inventory.Node,
 			out = append(out, *f)
 		}
 	}
-	return out, errors.Join(append(errs, ctx.Err())...)
+	return out, err
 }
 
 // MembersReport is the member list as one control plane's API server sees
@@ -171,14 +143,13 @@ func SnapshotVia(ctx context.Context, c node.Connector, nodes []inventory.Node, 
 // AuditAll audits every node; a node that cannot be reached is a failed
 // finding.
 func AuditAll(ctx context.Context, c node.Connector, nodes []inventory.Node, concurrency int, opts AuditOptions) (*report.Findings, error) {
-	res := make([][]report.Finding, len(nodes))
-	forEach(ctx, nodes, concurrency, func(ctx context.Context, i int, in inventory.Node) {
+	res, _ := node.Parallel(ctx, nodes, concurrency, func(ctx context.Context, in inventory.Node) ([]report.Finding, error) {
 		n, err := connect(ctx, c, in)
 		if err != nil {
-			res[i] = []report.Finding{{Node: in.Name, Check: "node.connect", Severity: report.Fail, Message: err.Error()}}
-			return
+			return []report.Finding{{Node: in.Name, Check: "node.connect", Severity: report.Fail, Message: err.Error()}}, nil
 		}
-		res[i], _ = Audit(ctx, n, opts)
+		fs, _ := Audit(ctx, n, opts)
+		return fs, nil
 	})
 	out := &report.Findings{}
 	for _, fs := range res {

@@ -127,6 +127,14 @@ func TestParallelBoundAndKeepsAllResults(t *testing.T) {
 	if !strings.Contains(err.Error(), "node n3: boom") {
 		t.Errorf("error text %q", err)
 	}
+	// An error the failing layer already named is not named twice.
+	named := &NodeError{Node: "cp2", Err: fmt.Errorf("node cp2: connect: %w", boom)}
+	if got := named.Error(); got != "node cp2: connect: boom" || !errors.Is(named, boom) {
+		t.Errorf("NodeError over a named error = %q", got)
+	}
+	if got := (&NodeError{Node: "cp2", Err: errors.New("node cp20: x")}).Error(); got != "node cp2: node cp20: x" {
+		t.Errorf("NodeError over another node's error = %q", got)
+	}
 }
 
 func TestRetryOnlyConnectionErrors(t *testing.T) {

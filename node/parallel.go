@@ -3,7 +3,7 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -17,7 +17,13 @@ type NodeError struct {
 	Err  error
 }
 
-func (e *NodeError) Error() string { return fmt.Sprintf("node %s: %v", e.Node, e.Err) }
+func (e *NodeError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, "node "+e.Node+": ") {
+		return msg // already named, by the layer that failed
+	}
+	return "node " + e.Node + ": " + msg
+}
 func (e *NodeError) Unwrap() error { return e.Err }
 
 // NodeErrors lists the NodeErrors inside err (joined or wrapped).

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -18,8 +19,10 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kbootstrap/kbootstrap/bootstrap"
+	"github.com/kbootstrap/kbootstrap/etcd"
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/pki"
 )
@@ -55,7 +58,7 @@ func (o Options) lock(ctx context.Context, t *target) (*lock, error) {
 		hb := heartbeat(string(held))
 		age := o.Now().Sub(hb)
 		if !hb.IsZero() && age < o.StaleAfter {
-			return nil, fmt.Errorf("locked by another renewal (%s, heartbeat %s ago): not overlapping it", strings.TrimSpace(string(held)), age.Round(time.Second))
+			return nil, fmt.Errorf("%w (%s, heartbeat %s ago): not overlapping it", ErrLocked, strings.TrimSpace(string(held)), age.Round(time.Second))
 		}
 		if err := t.n.WriteFile(ctx, LockFile, strings.NewReader(line), node.WriteOptions{Mode: 0o600}); err != nil {
 			return nil, fmt.Errorf("taking over %s: %w", LockFile, err)
@@ -123,10 +126,7 @@ tar -xzf %[3]s -C %[4]s`, asideDir, ManifestsDir, backup, KubernetesDir)
 	if _, err := t.n.Run(ctx, cmd); err != nil {
 		return err
 	}
-	if err := o.restartAll(ctx, t); err != nil {
-		return err
-	}
-	return o.healthAll(ctx, t.n)
+	return o.restartAll(ctx, t, components)
 }
 
 const drainRule = "INPUT -p tcp --dport 6443 --syn ! -i lo -j REJECT --reject-with tcp-reset"
@@ -231,11 +231,92 @@ func (o Options) restart(ctx context.Context, t *target, c string) error {
 	return o.poll(ctx, c+" healthy", func(ctx context.Context) error { return health(ctx, t.n, c) })
 }
 
-func (o Options) healthAll(ctx context.Context, n node.Node) error {
-	for _, c := range components {
-		if err := o.poll(ctx, c+" healthy", func(ctx context.Context) error { return health(ctx, n, c) }); err != nil {
+// healthAll gates a node on all its components: etcd's member healthy, the
+// API server ready (its readiness includes its etcd client), the
+// controller-manager and scheduler healthy. An API server this run
+// restarted whose etcd client still backs off after etcd's restart is
+// restarted once more: the node is still drained, so no client sees it.
+func (o Options) healthAll(ctx context.Context, t *target, cs []string, apiServerRestarted bool) error {
+	for _, c := range cs {
+		wait := o
+		if c == "kube-apiserver" {
+			wait.Timeout = min(o.Timeout, time.Minute)
+		}
+		err := wait.poll(ctx, c+" healthy", func(ctx context.Context) error { return health(ctx, t.n, c) })
+		if err != nil && c == "kube-apiserver" && apiServerRestarted {
+			fmt.Fprintf(o.Out, "%s: kube-apiserver not ready within %s (%v): restarting it once more, still drained\n", t.name, wait.Timeout, err)
+			err = o.restart(ctx, t, c)
+		}
+		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// clusterHealthy checks, through n with its kube-apiserver's credentials,
+// that every etcd member is started, a voter, and answers its status without
+// errors or alarms. A node without etcd (external etcd) passes.
+func clusterHealthy(ctx context.Context, n node.Node) error {
+	if _, err := n.Stat(ctx, ManifestsDir+"/etcd.yaml"); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	f, err := etcd.DiscoverFlags(ctx, n)
+	if err != nil {
+		return err
+	}
+	c, err := etcd.Connect(ctx, n, f.ClientFlags, etcd.ClientOptions{Timeout: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ms, sts, err := c.MembersStatus(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, m := range ms {
+		st := sts[i]
+		switch {
+		case m.IsLearner:
+			errs = append(errs, fmt.Errorf("etcd member %s (%s) is a learner", m.Name, m.ID))
+		case st.Err != "":
+			errs = append(errs, fmt.Errorf("etcd member %s (%s): %s", m.Name, m.ID, st.Err))
+		case len(st.Errors) > 0 || len(st.Alarms) > 0:
+			errs = append(errs, fmt.Errorf("etcd member %s (%s): %s", m.Name, m.ID, strings.Join(append(st.Errors, st.Alarms...), "; ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// etcdMemberHealthy checks the node's own etcd member with the
+// kube-apiserver's credentials, as the API server reaches it: the member
+// answers its status without errors or alarms and serves a linearizable read
+// (so it has a leader and the cluster has quorum).
+func etcdMemberHealthy(ctx context.Context, n node.Node) error {
+	f, err := etcd.DiscoverFlags(ctx, n)
+	if err != nil {
+		return err
+	}
+	ep := "https://127.0.0.1:2379"
+	c, err := etcd.Connect(ctx, n, f.ClientFlags, etcd.ClientOptions{Timeout: 10 * time.Second, Endpoints: []string{ep}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st := c.Status(ctx, ep)
+	switch {
+	case st.Err != "":
+		return errors.New(st.Err)
+	case len(st.Errors) > 0:
+		return fmt.Errorf("etcd member %s: %s", st.MemberID, strings.Join(st.Errors, "; "))
+	case len(st.Alarms) > 0:
+		return fmt.Errorf("etcd member %s: alarms %s", st.MemberID, strings.Join(st.Alarms, ", "))
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.Get(rctx, "health"); err != nil {
+		return fmt.Errorf("etcd member %s: linearizable read: %w", st.MemberID, err)
 	}
 	return nil
 }
@@ -268,8 +349,11 @@ func health(ctx context.Context, n node.Node, c string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s: %s", healthURL[c], resp.Status, bytes.TrimSpace(body))
 	}
-	if c == "etcd" && !bytes.Contains(body, []byte(`"health":"true"`)) {
-		return fmt.Errorf("%s: %s", healthURL[c], bytes.TrimSpace(body))
+	if c == "etcd" {
+		if !bytes.Contains(body, []byte(`"health":"true"`)) {
+			return fmt.Errorf("%s: %s", healthURL[c], bytes.TrimSpace(body))
+		}
+		return etcdMemberHealthy(ctx, n)
 	}
 	return nil
 }
@@ -329,4 +413,52 @@ func (o Options) writeKubeconfig(ctx context.Context, n node.Node) error {
 		return err
 	}
 	return node.NewLocal("local", nil).WriteFile(ctx, o.KubeconfigOut, bytes.NewReader(out), node.WriteOptions{Mode: 0o600})
+}
+
+// kubeletConfig is the part of the kubelet's configuration file the
+// rotation check reads.
+type kubeletConfig struct {
+	RotateCertificates *bool `json:"rotateCertificates"`
+}
+
+// KubeletConfigFile is where kubeadm writes the kubelet's configuration.
+const KubeletConfigFile = "/var/lib/kubelet/config.yaml"
+
+// kubeletRotation checks, without renewing anything, that the kubelet
+// rotates its own client certificate: kubelet.conf references a file (the
+// kubelet's kubelet-client-current.pem) rather than embedding one, and the
+// kubelet's configuration has rotateCertificates: true. It returns what it
+// found and whether the certificate rotates.
+func kubeletRotation(ctx context.Context, n node.Node) (string, bool, error) {
+	raw, err := n.ReadFile(ctx, KubernetesDir+"/kubelet.conf")
+	if err != nil {
+		return "", false, err
+	}
+	kc, err := pki.LoadKubeconfig(raw)
+	if err != nil {
+		return "", false, fmt.Errorf("%s/kubelet.conf: %w", KubernetesDir, err)
+	}
+	cfgRaw, err := n.ReadFile(ctx, KubeletConfigFile)
+	if err != nil {
+		return "", false, err
+	}
+	var cfg kubeletConfig
+	if err := yaml.Unmarshal(cfgRaw, &cfg); err != nil {
+		return "", false, fmt.Errorf("%s: %w", KubeletConfigFile, err)
+	}
+	switch {
+	case cfg.RotateCertificates == nil || !*cfg.RotateCertificates:
+		return fmt.Sprintf("the kubelet does not rotate its client certificate (%s: rotateCertificates is not true): set it and restart the kubelet; kubeadm does not renew kubelet.conf", KubeletConfigFile), false, nil
+	case kc.ClientCertFile == "":
+		return "kubelet.conf embeds its client certificate: the kubelet has not rotated it yet (it points kubelet.conf at its kubelet-client-current.pem once it has)", false, nil
+	}
+	certRaw, err := n.ReadFile(ctx, kc.ClientCertFile)
+	if err != nil {
+		return "", false, err
+	}
+	certs, err := pki.LoadCertificate(certRaw)
+	if err != nil || len(certs) == 0 {
+		return "", false, fmt.Errorf("%s: %v", kc.ClientCertFile, err)
+	}
+	return fmt.Sprintf("the kubelet rotates its client certificate (%s, expires %s); not renewed here", kc.ClientCertFile, certs[0].NotAfter.UTC().Format(time.RFC3339)), true, nil
 }

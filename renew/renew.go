@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"sort"
@@ -41,6 +42,33 @@ var Renewable = []string{
 // node is drained, then etcd and the rest.
 var components = []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler"}
 
+// users are the static pods that read each renewable file; admin.conf and
+// super-admin.conf are read by people, not pods.
+var users = map[string][]string{
+	"apiserver": {"kube-apiserver"}, "apiserver-etcd-client": {"kube-apiserver"},
+	"apiserver-kubelet-client": {"kube-apiserver"}, "front-proxy-client": {"kube-apiserver"},
+	"etcd-server": {"etcd"}, "etcd-peer": {"etcd"}, "etcd-healthcheck-client": {"etcd"},
+	"controller-manager.conf": {"kube-controller-manager"}, "scheduler.conf": {"kube-scheduler"},
+}
+
+// restarted are the components to restart after renewing certs (all when
+// none are named), in restart order.
+func restarted(certs []string) []string {
+	if len(certs) == 0 {
+		return components
+	}
+	var out []string
+	for _, c := range components {
+		for _, name := range certs {
+			if slices.Contains(users[name], c) {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // Options configure Run: either Local (the node itself) or Inventory, Nodes
 // and Connector (the control planes over SSH, one at a time, in order).
 type Options struct {
@@ -57,6 +85,11 @@ type Options struct {
 	// KubeconfigOut is refreshed from the renewed admin.conf, its server set
 	// to the control-plane endpoint; "" means none (always none with Local).
 	KubeconfigOut string
+	// Textfile, when set, receives the run's time, duration and result in
+	// the Prometheus text format (node_exporter's textfile collector),
+	// written atomically where kbootstrap runs; the time of the last
+	// successful run is carried over from the previous file.
+	Textfile string
 	// Keep is how many backups stay on a node; 0 means 5.
 	Keep int
 	// DrainWait is how long a load balancer takes to see a drained API
@@ -65,7 +98,9 @@ type Options struct {
 	// StaleAfter: a lock whose heartbeat is older is taken over; 0 means 2m.
 	StaleAfter time.Duration
 	// Timeout bounds each wait for a pod to stop, start and be healthy; 0
-	// means 3m.
+	// means 6m: a static pod keeps its UID when its manifest comes back, and
+	// with it the kubelet's crash back-off (up to 5m), which the controller-
+	// manager and scheduler build up while their API server restarts.
 	Timeout time.Duration
 
 	Out    io.Writer
@@ -87,7 +122,7 @@ func (o Options) withDefaults() Options {
 		o.StaleAfter = 2 * time.Minute
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 3 * time.Minute
+		o.Timeout = 6 * time.Minute
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -97,6 +132,12 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// errSkipped: the node was renewed by another run meanwhile.
+var errSkipped = errors.New("renewed meanwhile")
+
+// ErrLocked is returned when another live renewal holds a node's lock.
+var ErrLocked = errors.New("locked by another renewal")
 
 // ErrCAExpiring is returned when a CA itself expires within the window:
 // renewing leaves under it would not help.
@@ -115,6 +156,18 @@ type target struct {
 // after restoring that node's backup.
 func Run(ctx context.Context, opts Options) error {
 	o := opts.withDefaults()
+	start := o.Now()
+	var renewedNodes []string
+	err := o.run(ctx, &renewedNodes)
+	if o.Textfile != "" {
+		if werr := o.writeTextfile(ctx, start, renewedNodes, err); werr != nil {
+			err = errors.Join(err, fmt.Errorf("--textfile %s: %w", o.Textfile, werr))
+		}
+	}
+	return err
+}
+
+func (o Options) run(ctx context.Context, renewedNodes *[]string) error {
 	for _, c := range o.Certs {
 		if !slices.Contains(Renewable, c) {
 			if c == "kubelet.conf" {
@@ -122,6 +175,9 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			return fmt.Errorf("--certs %s: not one of %s", c, strings.Join(Renewable, ", "))
 		}
+	}
+	if o.Local != nil && !o.Local.Privileged() {
+		return errors.New("--local works on /etc/kubernetes and the static pods as root: run it as root (sudo kbootstrap certs renew --local)")
 	}
 	st := o.Status.Start(fmt.Sprintf("Auditing certificates (renewal window %s)", o.Within))
 	res, err := o.audit(ctx, nil, o.Within)
@@ -166,6 +222,15 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	for i := range targets {
 		targets[i].due = due[targets[i].name]
+		msg, ok, err := kubeletRotation(ctx, targets[i].n)
+		switch {
+		case err != nil:
+			fmt.Fprintf(o.Out, "%s: warning: kubelet.conf: cannot tell whether the kubelet rotates its certificate: %v\n", targets[i].name, err)
+		case !ok:
+			fmt.Fprintf(o.Out, "%s: warning: kubelet.conf: %s\n", targets[i].name, msg)
+		default:
+			fmt.Fprintf(o.Out, "%s: kubelet.conf: %s\n", targets[i].name, msg)
+		}
 	}
 	if o.DryRun {
 		for _, t := range targets {
@@ -173,8 +238,8 @@ func Run(ctx context.Context, opts Options) error {
 				fmt.Fprintf(o.Out, "%s: nothing expires within %s\n", t.name, o.Within)
 				continue
 			}
-			fmt.Fprintf(o.Out, "%s: would renew (expiring: %s): lock %s, back up %s to %s, %s, restart %s one at a time, verify\n",
-				t.name, names(t.due), LockFile, KubernetesDir, BackupDir, strings.Join(o.kubeadmCmds(), "; "), strings.Join(components, ", "))
+			fmt.Fprintf(o.Out, "%s: would renew (expiring: %s): lock %s, back up %s to %s, %s, %s, verify\n",
+				t.name, names(t.due), LockFile, KubernetesDir, BackupDir, strings.Join(o.kubeadmCmds(), "; "), restartPlan(restarted(o.Certs)))
 		}
 		return nil
 	}
@@ -186,7 +251,11 @@ func Run(ctx context.Context, opts Options) error {
 			fmt.Fprintf(o.Out, "%s: nothing expires within %s\n", t.name, o.Within)
 			continue
 		}
-		if err := o.renewNode(ctx, t); err != nil {
+		err := o.renewNode(ctx, t)
+		if errors.Is(err, errSkipped) {
+			continue
+		}
+		if err != nil {
 			var rest []string
 			for _, u := range targets[i+1:] {
 				rest = append(rest, u.name)
@@ -196,6 +265,7 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			return err
 		}
+		*renewedNodes = append(*renewedNodes, t.name)
 		if renewed == nil {
 			renewed = t
 		}
@@ -210,6 +280,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	fmt.Fprintln(o.Out, "certificates renewed")
 	return nil
+}
+
+func restartPlan(cs []string) string {
+	if len(cs) == 0 {
+		return "restart no static pod (no pod reads them)"
+	}
+	return "restart " + strings.Join(cs, ", ") + " one at a time"
 }
 
 func (o Options) wanted(name string) bool {
@@ -298,6 +375,25 @@ func (o Options) renewNode(ctx context.Context, t *target) (err error) {
 	if err != nil {
 		return fmt.Errorf("node %s: %w", t.name, err)
 	}
+	// Judged again under the lock: another run may have renewed the node
+	// between our audit and the lock.
+	limit := o.Now().Add(o.Within)
+	due := false
+	for _, c := range pre.Certificates {
+		if !c.ExternallyManaged && o.wanted(c.Name) && c.NotAfter.Before(limit) {
+			due = true
+		}
+	}
+	if !due {
+		fmt.Fprintf(o.Out, "%s: renewed meanwhile by another run: nothing expires within %s now\n", t.name, o.Within)
+		return errSkipped
+	}
+	st = o.Status.Start(t.name + ": every etcd member healthy")
+	err = o.poll(ctx, "every etcd member healthy", func(ctx context.Context) error { return clusterHealthy(ctx, t.n) })
+	st.End(err)
+	if err != nil {
+		return fmt.Errorf("node %s: %w (nothing changed: a renewal restarts this node's etcd member, which needs the others)", t.name, err)
+	}
 	st = o.Status.Start(t.name + ": backup of " + KubernetesDir)
 	backup, err := o.backup(ctx, t.n)
 	st.End(err)
@@ -328,7 +424,7 @@ func (o Options) change(ctx context.Context, t *target, pre *pki.Result) error {
 			return fmt.Errorf("%s: %w", c, err)
 		}
 	}
-	if err := o.restartAll(ctx, t); err != nil {
+	if err := o.restartAll(ctx, t, restarted(o.Certs)); err != nil {
 		return err
 	}
 	st := o.Status.Start(t.name + ": verifying the served certificates and the audit")
@@ -338,13 +434,30 @@ func (o Options) change(ctx context.Context, t *target, pre *pki.Result) error {
 }
 
 // restartAll drains the node's API server from the load balancer, restarts
-// the static pods one at a time and undrains it.
-func (o Options) restartAll(ctx context.Context, t *target) (err error) {
-	st := o.Status.Start(t.name + ": draining the API server (new connections refused)")
-	drained, err := o.drain(ctx, t.n)
-	st.End(err)
+// its static pods one at a time, gates on the health of all of them and
+// undrains it.
+func (o Options) restartAll(ctx context.Context, t *target, want []string) (err error) {
+	all, err := o.present(ctx, t.n)
 	if err != nil {
 		return err
+	}
+	var cs []string
+	for _, c := range all {
+		if slices.Contains(want, c) {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	drained := false
+	if slices.Contains(cs, "kube-apiserver") {
+		st := o.Status.Start(t.name + ": draining the API server (new connections refused)")
+		drained, err = o.drain(ctx, t.n)
+		st.End(err)
+		if err != nil {
+			return err
+		}
 	}
 	if drained {
 		defer func() {
@@ -356,7 +469,7 @@ func (o Options) restartAll(ctx context.Context, t *target) (err error) {
 			}
 		}()
 	}
-	for _, c := range components {
+	for _, c := range cs {
 		st := o.Status.Start(t.name + ": restarting " + c)
 		err := o.restart(ctx, t, c)
 		st.End(err)
@@ -364,7 +477,54 @@ func (o Options) restartAll(ctx context.Context, t *target) (err error) {
 			return fmt.Errorf("restarting %s: %w", c, err)
 		}
 	}
-	return nil
+	st := o.Status.Start(t.name + ": " + strings.Join(all, ", ") + " healthy")
+	err = o.healthAll(ctx, t, healthOrder(all), slices.Contains(cs, "kube-apiserver"))
+	st.End(err)
+	return err
+}
+
+// present are the components whose static pod manifest is on the node, in
+// restart order (no etcd with an external etcd).
+func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
+	var out []string
+	for _, c := range components {
+		_, err := n.Stat(ctx, ManifestsDir+"/"+c+".yaml")
+		if errors.Is(err, fs.ErrNotExist) {
+			// Left aside by a run that died before moving it back.
+			if _, aerr := n.Stat(ctx, asideDir+"/"+c+".yaml"); aerr == nil {
+				if _, err := n.Run(ctx, fmt.Sprintf("mv %s/%s.yaml %s/", asideDir, c, ManifestsDir)); err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(o.Out, "%s: %s.yaml was left in %s by an earlier run: moved back\n", n.Name(), c, asideDir)
+				err = nil
+			} else {
+				continue
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if !slices.Contains(out, "kube-apiserver") {
+		return nil, fmt.Errorf("no %s/kube-apiserver.yaml: not a control plane", ManifestsDir)
+	}
+	return out, nil
+}
+
+// healthOrder puts etcd first: the API server's readiness depends on it.
+func healthOrder(cs []string) []string {
+	out := slices.Clone(cs)
+	slices.SortStableFunc(out, func(a, b string) int {
+		switch {
+		case a == "etcd" && b != "etcd":
+			return -1
+		case b == "etcd" && a != "etcd":
+			return 1
+		}
+		return 0
+	})
+	return out
 }
 
 // verify checks that the node serves the certificates on disk, later than

@@ -64,3 +64,17 @@ func TestPollTimesOut(t *testing.T) {
 		t.Errorf("poll = %v after %d calls", err, calls)
 	}
 }
+
+func TestHealthOrder(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{components, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}},
+		{[]string{"kube-apiserver", "kube-scheduler"}, []string{"kube-apiserver", "kube-scheduler"}},
+	} {
+		if got := healthOrder(tc.in); strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("healthOrder(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	if components[0] != "kube-apiserver" {
+		t.Error("healthOrder changed components")
+	}
+}

@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,13 +16,18 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kbootstrap/kbootstrap/test/lab"
 )
 
 // renewSpec is the lab of `kbootstrap certs renew`: three control planes
 // behind a load balancer, no worker.
 var renewSpec = labSpec{
-	id: "renew", subnet: "10.95.0.0/24", subnet2: "10.96.0.0/24", kubernetes: true,
+	id: "renew", subnet: "10.95.0.0/24", subnet2: "10.76.0.0/24", kubernetes: true,
 	nodes: []lab.NodeSpec{
 		{Name: "lb1", Role: "loadbalancer"},
 		{Name: "cp1", Role: "control-plane"}, {Name: "cp2", Role: "control-plane"}, {Name: "cp3", Role: "control-plane"},
@@ -48,45 +53,67 @@ func servedNotAfter(addr string) (time.Time, error) {
 	return leaf.NotAfter, nil
 }
 
-// apiPoller asks the API through the load balancer every 0.5 s, as a client
-// with a kept-alive connection does.
+// apiPoller asks the API through the load balancer every 0.5 s with
+// client-go's REST client, as kubectl and controllers do: it retries a GET
+// whose connection was lost and a 503 that carries Retry-After (an API
+// server shutting down), so failed counts what a Kubernetes client sees.
+// retried counts the responses and transport errors it retried.
 type apiPoller struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	stop       chan struct{}
-	done       sync.WaitGroup
+	ok, failed, retried atomic.Int64
+	mu                  sync.Mutex
+	errs, retries       []string
+	stop                chan struct{}
+	done                sync.WaitGroup
+}
+
+// countingTransport records every transport error and 5xx under the
+// client's retries.
+type countingTransport struct {
+	rt http.RoundTripper
+	p  *apiPoller
+}
+
+func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(req)
+	what := ""
+	switch {
+	case err != nil:
+		what = err.Error()
+	case resp.StatusCode >= 500:
+		what = resp.Status + " Retry-After=" + resp.Header.Get("Retry-After")
+	}
+	if what != "" {
+		c.p.retried.Add(1)
+		c.p.mu.Lock()
+		c.p.retries = append(c.p.retries, time.Now().Format("15:04:05.000")+" "+what)
+		c.p.mu.Unlock()
+	}
+	return resp, err
 }
 
 func pollAPI(t *testing.T, kubeconfig string) *apiPoller {
 	t.Helper()
-	raw, err := os.ReadFile(kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc := kubeconfigFields(t, raw)
-	cert, err := tls.X509KeyPair(kc.ClientCertData, kc.ClientKeyData)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(kc.CAData)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}}, ForceAttemptHTTP2: true}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	p := &apiPoller{stop: make(chan struct{})}
+	cfg.Timeout = 10 * time.Second
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(runtime.NewScheme()).WithoutConversion()
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt: rt, p: p} }
+	client, err := rest.UnversionedRESTClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
 		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			resp, err := client.Get(kc.Server + "/api/v1/namespaces/default")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					err = fmt.Errorf("HTTP %s", resp.Status)
-				}
-			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			_, err := client.Get().AbsPath("/api/v1/namespaces/default").DoRaw(ctx)
+			cancel()
 			if err != nil {
 				p.failed.Add(1)
 				p.mu.Lock()
@@ -105,9 +132,14 @@ func pollAPI(t *testing.T, kubeconfig string) *apiPoller {
 	return p
 }
 
-func (p *apiPoller) Stop() (ok, failed int64, errs []string) {
+// Stop ends the polling and returns its counts; it logs what the client
+// retried.
+func (p *apiPoller) Stop(t *testing.T) (ok, failed int64, errs []string) {
 	close(p.stop)
 	p.done.Wait()
+	if n := p.retried.Load(); n > 0 {
+		t.Logf("the client retried %d responses or transport errors:\n%s", n, strings.Join(p.retries, "\n"))
+	}
 	return p.ok.Load(), p.failed.Load(), p.errs
 }
 
@@ -207,13 +239,18 @@ func TestCertsRenew(t *testing.T) {
 	old := served()
 	poll := pollAPI(t, kubeconfig)
 	r = kbRun(t, nil, "-i", inv, "certs", "renew", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
-	ok, failed, errs := poll.Stop()
+	ok, failed, errs := poll.Stop(t)
 	if r.code != 0 {
 		t.Fatalf("renew: exit %d", r.code)
 	}
 	t.Logf("timing: renewal of 3 control planes %s; %d requests through lb1, %d failed", r.took.Round(time.Second), ok+failed, failed)
 	if failed != 0 || ok < 10 {
 		t.Errorf("%d of %d requests through lb1 failed during the renewal:\n%s", failed, ok+failed, strings.Join(errs, "\n"))
+	}
+	for _, cp := range cps {
+		if !strings.Contains(r.stdout, cp+": kubelet.conf: the kubelet rotates its client certificate (/var/lib/kubelet/pki/kubelet-client-current.pem") {
+			t.Errorf("%s: the renewal did not check that the kubelet rotates its certificate", cp)
+		}
 	}
 	renewed := served()
 	for k, na := range renewed {
@@ -236,7 +273,7 @@ func TestCertsRenew(t *testing.T) {
 	for _, cp := range cps {
 		before[cp] = pkiSum(cp)
 	}
-	r = kbRun(t, nil, "-i", inv, "certs", "renew", "--if-expiring-within", "24h")
+	r = kbRun(t, nil, "-i", inv, "certs", "renew", "--if-expiring-within", "24h", "--kubeconfig-out", kubeconfig)
 	if r.code != 0 || !strings.Contains(r.stdout, "nothing to renew") {
 		t.Errorf("second renew: exit %d, not a no-op", r.code)
 	}
@@ -248,7 +285,7 @@ func TestCertsRenew(t *testing.T) {
 
 	// (d) a lock held by a live run on cp1: refused, nothing changed.
 	labExecIn(t, l, "cp1", `printf 'kbootstrap-certs-renew id=live host=other pid=1 heartbeat=%s\n' "$(date +%s)" > /var/lib/kbootstrap/certs-renew.lock`)
-	r = kbRun(t, nil, "-i", inv, "certs", "renew", "--if-expiring-within", "30d")
+	r = kbRun(t, nil, "-i", inv, "certs", "renew", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
 	if r.code != 2 || !strings.Contains(r.stderr, "locked by another renewal") || pkiSum("cp1") != before["cp1"] {
 		t.Errorf("renew with cp1 locked by a live run: exit %d", r.code)
 	}
@@ -282,40 +319,119 @@ func TestCertsRenew(t *testing.T) {
 		}
 	}
 	waitUntil(t, "cluster healthy after the failed renewal", 60*time.Second, healthy)
-}
 
-type kubeconfigData struct {
-	Server                                string
-	CAData, ClientCertData, ClientKeyData []byte
-}
-
-// kubeconfigFields reads the one cluster and user of a kubeconfig written
-// by kbootstrap.
-func kubeconfigFields(t *testing.T, raw []byte) kubeconfigData {
-	t.Helper()
-	var kc kubeconfigData
-	for _, line := range strings.Split(string(raw), "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ": ")
-		if !ok {
-			continue
-		}
-		dec := func() []byte {
-			b, err := base64.StdEncoding.DecodeString(v)
-			if err != nil {
-				t.Fatalf("kubeconfig %s: %v", k, err)
-			}
-			return b
-		}
-		switch k {
-		case "server":
-			kc.Server = v
-		case "certificate-authority-data":
-			kc.CAData = dec()
-		case "client-certificate-data":
-			kc.ClientCertData = dec()
-		case "client-key-data":
-			kc.ClientKeyData = dec()
+	// (f) two runs at once never renew a node twice: each node is backed up
+	// (and renewed) by one run only; the other finds it locked or renewed.
+	// --certs scheduler.conf restarts kube-scheduler only.
+	runs := make([]result, 2)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i] = kbRun(t, nil, "-i", inv, "certs", "renew", "--certs", "scheduler.conf", "--if-expiring-within", "30d", "--kubeconfig-out", filepath.Join(dir, fmt.Sprintf("run%d.kubeconfig", i)))
+		}()
+	}
+	wg.Wait()
+	for _, cp := range cps {
+		n := strings.Count(runs[0].stdout, cp+": backup ") + strings.Count(runs[1].stdout, cp+": backup ")
+		if n != 1 {
+			t.Errorf("two concurrent runs backed up and renewed %s %d times, want once", cp, n)
 		}
 	}
-	return kc
+	for i, r := range runs {
+		if r.code != 0 && !(r.code == 2 && strings.Contains(r.stderr, "locked by another renewal")) {
+			t.Errorf("concurrent run %d: exit %d, neither a success nor a refusal of a locked node", i, r.code)
+		}
+	}
+	waitUntil(t, "cluster healthy after the concurrent runs", 60*time.Second, healthy)
+
+	// (g) certs schedule installs the binary and a timer on every control
+	// plane, spaced by --stagger; a second run changes nothing.
+	sum := func(file string) string {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	r = kbRun(t, nil, "-i", inv, "certs", "schedule", "--within", "30d")
+	if r.code != 0 || strings.Count(r.stdout, ": installed; next: ") != 3 {
+		t.Fatalf("certs schedule: exit %d, want a timer installed on each control plane", r.code)
+	}
+	for i, cp := range cps {
+		out := labExecIn(t, l, cp, `systemctl is-enabled kbootstrap-certs-renew.timer; systemctl is-active kbootstrap-certs-renew.timer
+sha256sum /usr/local/bin/kbootstrap | cut -d' ' -f1; grep -h '^ExecStartPre=\|^ExecStart=' /etc/systemd/system/kbootstrap-certs-renew.service || true`)
+		want := "enabled\nactive\n" + sum(kbBinary) + "\n"
+		if i > 0 {
+			want += fmt.Sprintf("ExecStartPre=/bin/sleep %d\n", i*1800)
+		}
+		want += "ExecStart=/usr/local/bin/kbootstrap certs renew --local --if-expiring-within 30d --textfile /var/lib/node_exporter/textfile_collector/kbootstrap_certs_renew.prom\n"
+		if out != want {
+			t.Errorf("%s: timer, binary and service:\n%s\nwant\n%s", cp, out, want)
+		}
+	}
+	r = kbRun(t, nil, "-i", inv, "certs", "schedule", "--within", "30d")
+	if r.code != 0 || strings.Count(r.stdout, ": unchanged; next: ") != 3 {
+		t.Errorf("second certs schedule: exit %d, want every timer unchanged", r.code)
+	}
+
+	// (h) the timer fires: on cp1, a calendar 20 s ahead with no delay; its
+	// run (certs renew --local) renews cp1 and writes the textfile.
+	at := strings.TrimSpace(labExecIn(t, l, "cp1", "date -d '+20 seconds' '+%Y-%m-%d %H:%M:%S'"))
+	old = served()
+	r = kbRun(t, nil, "-i", inv, "--host", "cp1", "certs", "schedule", "--within", "30d", "--on-calendar", at, "--stagger", "0")
+	if r.code != 0 || !strings.Contains(r.stdout, "cp1: systemd timer kbootstrap-certs-renew.timer ("+at) {
+		t.Fatalf("certs schedule on cp1 at %s: exit %d", at, r.code)
+	}
+	const textfile = "/var/lib/node_exporter/textfile_collector/kbootstrap_certs_renew.prom"
+	poll = pollAPI(t, kubeconfig)
+	waitUntil(t, "cp1's timer ran the renewal", 5*time.Minute, func() error {
+		out, err := l.Exec(context.Background(), "cp1", "sh", "-c", "systemctl is-active kbootstrap-certs-renew.service; cat "+textfile)
+		if !strings.Contains(string(out), "kbootstrap_certs_renew_last_run_timestamp_seconds") || strings.HasPrefix(string(out), "activ") {
+			return fmt.Errorf("not yet: %v: %s", err, out)
+		}
+		return nil
+	})
+	ok, failed, errs = poll.Stop(t)
+	t.Logf("timing: %d requests through lb1 during the timer's renewal, %d failed", ok+failed, failed)
+	if failed != 0 {
+		t.Errorf("%d of %d requests through lb1 failed during the timer's renewal:\n%s", failed, ok+failed, strings.Join(errs, "\n"))
+	}
+	prom := labExecIn(t, l, "cp1", "cat "+textfile+"; journalctl -u kbootstrap-certs-renew.service --no-pager -o cat | tail -n 30")
+	for _, want := range []string{"kbootstrap_certs_renew_last_run_success 1", `kbootstrap_certs_renew_last_run_result{result="renewed"} 1`, "kbootstrap_certs_renew_last_run_renewed_nodes 1"} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("cp1's textfile after the timer's run lacks %q:\n%s", want, prom)
+		}
+	}
+	now := served()
+	for _, k := range []string{"cp1:6443", "cp1:2379"} {
+		if !now[k].After(old[k]) {
+			t.Errorf("%s: the timer's renewal left NotAfter %s (before: %s)", k, now[k], old[k])
+		}
+	}
+	for _, k := range []string{"cp2:6443", "cp3:6443"} {
+		if !now[k].Equal(old[k]) {
+			t.Errorf("%s changed during cp1's local renewal", k)
+		}
+	}
+
+	// (i) --local --dry-run on cp2 changes nothing.
+	before["cp2"] = pkiSum("cp2")
+	out := labExecIn(t, l, "cp2", "/usr/local/bin/kbootstrap certs renew --local --dry-run --if-expiring-within 30d")
+	if !strings.Contains(out, "cp2: would renew") || pkiSum("cp2") != before["cp2"] {
+		t.Errorf("certs renew --local --dry-run on cp2:\n%s", out)
+	}
+
+	// (j) --remove takes the timers away.
+	r = kbRun(t, nil, "-i", inv, "certs", "schedule", "--remove")
+	if r.code != 0 || strings.Count(r.stdout, "renewal schedule removed") != 3 {
+		t.Errorf("certs schedule --remove: exit %d", r.code)
+	}
+	for _, cp := range cps {
+		if out := labExecIn(t, l, cp, "ls /etc/systemd/system/kbootstrap-certs-renew.* 2>&1; systemctl is-active kbootstrap-certs-renew.timer || true"); !strings.Contains(out, "No such file") || !strings.Contains(out, "inactive") {
+			t.Errorf("%s: the timer is still there after --remove:\n%s", cp, out)
+		}
+	}
+	waitUntil(t, "cluster healthy at the end", 60*time.Second, healthy)
 }

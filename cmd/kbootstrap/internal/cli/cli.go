@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,16 +68,6 @@ func Exit(code int) error {
 	return &ExitError{Code: code}
 }
 
-// ErrNotImplemented is returned by commands of the contract that are not
-// built yet.
-var ErrNotImplemented = errors.New("not implemented yet")
-
-// NotImplemented is the RunE of a command that is not built yet: exit 2 with
-// a clear message, never a pretend success.
-func NotImplemented(name string) error {
-	return fmt.Errorf("kbootstrap %s: %w", name, ErrNotImplemented)
-}
-
 // Validate checks the global flags.
 func (g *Globals) Validate() error {
 	switch g.Output {
@@ -128,6 +117,21 @@ func (g *Globals) Select(inv *inventory.Inventory, roles ...inventory.Role) ([]i
 		return nil, fmt.Errorf("%s: no node matches %s", inv.File, what)
 	}
 	return nodes, nil
+}
+
+// Open is the prologue of a command that works on nodes: the inventory, the
+// selected nodes (limited to roles, when given) and the run's connection
+// pool. Close the pool when done.
+func (g *Globals) Open(roles ...inventory.Role) (*inventory.Inventory, []inventory.Node, *node.Pool, error) {
+	inv, err := g.LoadInventory()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	nodes, err := g.Select(inv, roles...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return inv, nodes, g.Pool(inv), nil
 }
 
 // Pool returns the connection pool of this run for inv; close it when done.

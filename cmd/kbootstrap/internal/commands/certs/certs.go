@@ -28,12 +28,7 @@ func NewCommand(g *cli.Globals) *cobra.Command {
 		Short: "Audit, renew and schedule the renewal of the control planes' certificates",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newCheck(g), newRenew(g), &cobra.Command{
-		Use:   "schedule",
-		Short: "Install the renewal on the control planes",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return cli.NotImplemented("certs schedule") },
-	})
+	cmd.AddCommand(newCheck(g), newRenew(g), newSchedule(g))
 	return cmd
 }
 
@@ -94,15 +89,10 @@ func runCheck(ctx context.Context, g *cli.Globals, f *checkFlags, manifestsSet b
 		if f.kubeconfigDir != "" || manifestsSet || f.nodeName != "" || f.dnsDomain != "" {
 			return errors.New("--kubeconfig-dir, --manifests-dir, --node-name and --dns-domain need --pki-dir")
 		}
-		inv, err := g.LoadInventory()
+		inv, nodes, pool, err := g.Open(inventory.RoleControlPlane)
 		if err != nil {
 			return err
 		}
-		nodes, err := g.Select(inv, inventory.RoleControlPlane)
-		if err != nil {
-			return err
-		}
-		pool := g.Pool(inv)
 		defer pool.Close()
 		opts.Inventory, opts.Nodes, opts.Connector = inv, nodes, pool
 	}

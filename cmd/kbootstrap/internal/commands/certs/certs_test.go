@@ -95,10 +95,28 @@ func TestCheckBadFlags(t *testing.T) {
 			t.Errorf("%v: no error", args)
 		}
 	}
-	for _, sub := range []string{"schedule"} {
-		_, err := run(t, sub)
-		if !errors.Is(err, cli.ErrNotImplemented) {
-			t.Errorf("certs %s: %v", sub, err)
-		}
+}
+
+func TestSchedulePrint(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "my cluster.yaml")
+	if err := os.WriteFile(inv, []byte("name: c\nkubernetesVersion: v1.34.4\nssh:\n  user: root\nnodes:\n  - name: cp1\n    address: 192.0.2.10\n    role: control-plane\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	g := &cli.Globals{Inventory: inv, Output: cli.OutputTable, Concurrency: 4, Streams: cli.Streams{Out: &out, Err: &errb}}
+	cmd := NewCommand(g)
+	cmd.SetArgs([]string{"schedule", "--print", "--cron", "15 4 * * *", "--within", "20d"})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "15 4 * * * ") || !strings.Contains(last, " -i '"+inv+"' certs renew --if-expiring-within 20d >> ") {
+		t.Errorf("--print: %q", out.String())
+	}
+	if _, err := run(t, "schedule", "--print", "--cron", "15 4 * *"); err == nil || !strings.Contains(err.Error(), "five fields") {
+		t.Errorf("--cron with four fields: %v", err)
 	}
 }

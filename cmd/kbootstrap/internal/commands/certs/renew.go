@@ -22,6 +22,7 @@ type renewFlags struct {
 	local      bool
 	kubeconfig string
 	keep       int
+	textfile   string
 }
 
 func newRenew(g *cli.Globals) *cobra.Command {
@@ -40,28 +41,20 @@ restored, the node restarted and verified, and the run stops (exit 2).
 kubelet.conf is the kubelet's own rotation and is not renewed; a CA that expires
 within the window is refused.`,
 		Example: `  kbootstrap certs renew --if-expiring-within 30d
-  kbootstrap certs renew --local    # on the control plane itself, e.g. from cron`,
+  kbootstrap certs renew --local    # on the control plane itself, e.g. from cron
+  kbootstrap certs renew --certs scheduler.conf    # renews it and restarts kube-scheduler only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tty := false
-			if fo, ok := g.Streams.Out.(*os.File); ok {
-				tty = term.IsTerminal(int(fo.Fd()))
-			}
-			st := bootstrap.NewStatus(g.Streams.Out, tty, g.Redactor)
+			st := newStatus(g)
 			defer st.Close()
-			opts := renew.Options{Within: window(f.within), Certs: f.certs, DryRun: f.dryRun, Keep: f.keep, Out: g.Streams.Out, Status: st}
+			opts := renew.Options{Within: window(f.within), Certs: f.certs, DryRun: f.dryRun, Keep: f.keep, Textfile: f.textfile, Out: g.Streams.Out, Status: st}
 			if f.local {
 				opts.Local = node.NewLocal("local", g.Logger)
 			} else {
-				inv, err := g.LoadInventory()
+				inv, nodes, pool, err := g.Open(inventory.RoleControlPlane)
 				if err != nil {
 					return err
 				}
-				nodes, err := g.Select(inv, inventory.RoleControlPlane)
-				if err != nil {
-					return err
-				}
-				pool := g.Pool(inv)
 				defer pool.Close()
 				opts.Inventory, opts.Nodes, opts.Connector = inv, nodes, pool
 				opts.KubeconfigOut = f.kubeconfig
@@ -82,5 +75,16 @@ within the window is refused.`,
 	fl.BoolVar(&f.local, "local", false, "renew this machine's control plane (run on the node, e.g. from cron)")
 	fl.StringVar(&f.kubeconfig, "kubeconfig-out", "", "admin kubeconfig refreshed from the renewed admin.conf (default ./<name>.kubeconfig, mode 0600)")
 	fl.IntVar(&f.keep, "keep", 5, "backups kept on each node")
+	fl.StringVar(&f.textfile, "textfile", "", "write the run's time and result to this Prometheus textfile (node_exporter's textfile collector), atomically")
 	return cmd
+}
+
+// newStatus is the progress printer: a line per node and step, a spinner
+// only on a terminal.
+func newStatus(g *cli.Globals) *bootstrap.Status {
+	tty := false
+	if fo, ok := g.Streams.Out.(*os.File); ok {
+		tty = term.IsTerminal(int(fo.Fd()))
+	}
+	return bootstrap.NewStatus(g.Streams.Out, tty, g.Redactor)
 }

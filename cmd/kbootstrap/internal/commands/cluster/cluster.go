@@ -133,15 +133,10 @@ unless --yes. A control plane leaves etcd first (its member removed through
 another control plane); each Node object is drained and deleted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := g.LoadInventory()
+			inv, nodes, pool, err := g.Open(inventory.RoleControlPlane, inventory.RoleWorker)
 			if err != nil {
 				return err
 			}
-			nodes, err := g.Select(inv, inventory.RoleControlPlane, inventory.RoleWorker)
-			if err != nil {
-				return err
-			}
-			pool := g.Pool(inv)
 			defer pool.Close()
 			st := status(g)
 			defer st.Close()

@@ -35,19 +35,6 @@ func (t *timeoutFlag) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&t.timeout, "timeout", etcd.DefaultTimeout, "bound on each etcd call (a dead etcd fails within it)")
 }
 
-// controlPlanes loads the inventory and selects its control planes.
-func controlPlanes(g *cli.Globals) (*inventory.Inventory, []inventory.Node, error) {
-	inv, err := g.LoadInventory()
-	if err != nil {
-		return nil, nil, err
-	}
-	nodes, err := g.Select(inv, inventory.RoleControlPlane)
-	if err != nil {
-		return nil, nil, err
-	}
-	return inv, nodes, nil
-}
-
 func newFlags(g *cli.Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "flags",
@@ -59,11 +46,10 @@ func newFlags(g *cli.Globals) *cobra.Command {
 the equivalent etcdctl command line to run on the node.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, nodes, err := controlPlanes(g)
+			_, nodes, pool, err := g.Open(inventory.RoleControlPlane)
 			if err != nil {
 				return err
 			}
-			pool := g.Pool(inv)
 			defer pool.Close()
 			res, runErr := etcd.CollectFlags(cmd.Context(), pool, nodes, g.Concurrency)
 			if res == nil {
@@ -117,11 +103,10 @@ whether the member is a learner. Table output adds each member's status
 (leader, database size, raft index, version, alarms).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, nodes, err := controlPlanes(g)
+			_, nodes, pool, err := g.Open(inventory.RoleControlPlane)
 			if err != nil {
 				return err
 			}
-			pool := g.Pool(inv)
 			defer pool.Close()
 			table := g.Output == cli.OutputTable
 			rep, err := etcd.ListMembers(cmd.Context(), pool, nodes, etcd.MembersOptions{Status: table, Timeout: t.timeout})
@@ -224,11 +209,10 @@ without inventory or SSH.`,
 				}
 				res, err = etcd.SnapshotFrom(cmd.Context(), node.NewLocal(name, g.Logger), args[0], opts, f.timeout)
 			} else {
-				inv, nodes, lerr := controlPlanes(g)
+				_, nodes, pool, lerr := g.Open(inventory.RoleControlPlane)
 				if lerr != nil {
 					return lerr
 				}
-				pool := g.Pool(inv)
 				defer pool.Close()
 				res, err = etcd.SnapshotVia(cmd.Context(), pool, nodes, f.nodeName, args[0], opts, f.timeout)
 			}
@@ -295,11 +279,10 @@ func newAudit(g *cli.Globals) *cobra.Command {
 Exit code 0 when everything is ok, 1 with warnings, 2 with a failure.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, nodes, err := controlPlanes(g)
+			_, nodes, pool, err := g.Open(inventory.RoleControlPlane)
 			if err != nil {
 				return err
 			}
-			pool := g.Pool(inv)
 			defer pool.Close()
 			fs, err := etcd.AuditAll(cmd.Context(), pool, nodes, g.Concurrency, etcd.AuditOptions{Timeout: t.timeout})
 			if err != nil {

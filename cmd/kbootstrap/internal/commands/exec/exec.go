@@ -26,15 +26,10 @@ per node: {"node", "exitCode", "stdout", "stderr", "error"}. Exit code 2 when
 any node failed or could not be reached; the other nodes' results are kept.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inv, err := g.LoadInventory()
+			_, nodes, pool, err := g.Open()
 			if err != nil {
 				return err
 			}
-			nodes, err := g.Select(inv)
-			if err != nil {
-				return err
-			}
-			pool := g.Pool(inv)
 			defer pool.Close()
 			opts := node.RunAllOptions{Concurrency: g.Concurrency, Sudo: f.sudo, Redactor: g.Redactor}
 			if g.Output == cli.OutputTable {

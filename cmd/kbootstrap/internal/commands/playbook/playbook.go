@@ -56,15 +56,10 @@ gives one (etcd-backup-timer installs it on the control planes).`,
 			if err != nil {
 				return err
 			}
-			inv, err := g.LoadInventory()
+			inv, nodes, pool, err := g.Open()
 			if err != nil {
 				return err
 			}
-			nodes, err := g.Select(inv)
-			if err != nil {
-				return err
-			}
-			pool := g.Pool(inv)
 			defer pool.Close()
 			progress := g.Streams.Out
 			if g.Output != cli.OutputTable {

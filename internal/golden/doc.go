@@ -1,0 +1,3 @@
+// Package golden compares test output with files under a package's
+// testdata directory; `go test ./PKG -update` rewrites them. Tests only.
+package golden
