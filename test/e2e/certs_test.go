@@ -17,7 +17,7 @@ import (
 // /etc/kubernetes, which must not disturb the clusters other tests build on
 // the shared lab.
 var certsSpec = labSpec{
-	id: "certs", subnet: "10.83.0.0/24", subnet2: "10.84.0.0/24",
+	id: "certs", subnet: "10.83.0.0/24", subnet2: "10.84.0.0/24", dedicated: true,
 	nodes: []lab.NodeSpec{{Name: "cp1", Role: "control-plane"}, {Name: "cp2", Role: "control-plane"}, {Name: "cp3", Role: "control-plane"}},
 }
 

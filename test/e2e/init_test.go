@@ -20,7 +20,7 @@ import (
 // workers and a load balancer, VM-like (systemd, containerd), bare until the
 // test prepares them.
 var initSpec = labSpec{
-	id: "init", subnet: "10.93.0.0/24", subnet2: "10.94.0.0/24", kubernetes: true,
+	id: "init", subnet: "10.93.0.0/24", subnet2: "10.94.0.0/24", kubernetes: true, dedicated: true,
 	nodes: []lab.NodeSpec{
 		{Name: "lb1", Role: "loadbalancer"},
 		{Name: "cp1", Role: "control-plane"}, {Name: "cp2", Role: "control-plane"}, {Name: "cp3", Role: "control-plane"},

@@ -53,24 +53,45 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	if os.Getenv("KBOOTSTRAP_KEEP_LAB") == "" {
-		for id, l := range labs {
-			// Another test process still using this lab keeps it up.
-			lock := labLocks[id]
-			if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-				fmt.Fprintf(os.Stderr, "lab %s left up: another test process uses it\n", id)
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			if err := l.Down(ctx); err != nil {
-				fmt.Fprintf(os.Stderr, "lab %s down: %v\n", id, err)
-				code = 1
-			}
-			cancel()
+	labsMu.Lock()
+	ids := make([]string, 0, len(labs))
+	for id := range labs {
+		ids = append(ids, id)
+	}
+	labsMu.Unlock()
+	for _, id := range ids {
+		if err := downLab(id); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
 		}
 	}
 	os.RemoveAll(tmp)
 	os.Exit(code)
+}
+
+// downLab takes lab id down unless KBOOTSTRAP_KEEP_LAB is set or another
+// test process still uses it (it holds the lab's shared lock).
+func downLab(id string) error {
+	labsMu.Lock()
+	defer labsMu.Unlock()
+	l, ok := labs[id]
+	if !ok || os.Getenv("KBOOTSTRAP_KEEP_LAB") != "" {
+		return nil
+	}
+	lock := labLocks[id]
+	delete(labs, id)
+	delete(labLocks, id)
+	defer lock.Close()
+	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		fmt.Fprintf(os.Stderr, "lab %s left up: another test process uses it\n", id)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := l.Down(ctx); err != nil {
+		return fmt.Errorf("lab %s down: %w", id, err)
+	}
+	return nil
 }
 
 // labPrerequisites says what this machine lacks to run lab nodes.
@@ -94,6 +115,9 @@ type labSpec struct {
 	nodes   []lab.NodeSpec
 	// kubernetes makes VM-like nodes (systemd, containerd; lab.Config.Kubernetes).
 	kubernetes bool
+	// dedicated labs serve one test and go down when it ends, so that a
+	// cluster's control plane does not load the machine for the tests after.
+	dedicated bool
 }
 
 // sharedSpec is the lab most tests use: three control-plane nodes.
@@ -155,6 +179,13 @@ func labFor(t *testing.T, spec labSpec) *lab.Lab {
 		t.Fatalf("lab %s up: %v", spec.id, err)
 	}
 	labs[spec.id] = l
+	if spec.dedicated {
+		t.Cleanup(func() {
+			if err := downLab(spec.id); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 	return l
 }
 

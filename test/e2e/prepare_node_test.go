@@ -17,7 +17,7 @@ import (
 // its own: the shipped prepare-node, loadbalancer and etcd-backup-timer
 // playbooks turn them into a cluster that kubeadm inits and joins.
 var prepSpec = labSpec{
-	id: "prep", subnet: "10.89.0.0/24", subnet2: "10.90.0.0/24", kubernetes: true,
+	id: "prep", subnet: "10.89.0.0/24", subnet2: "10.90.0.0/24", kubernetes: true, dedicated: true,
 	nodes: []lab.NodeSpec{{Name: "cp1", Role: "control-plane"}, {Name: "worker1", Role: "worker"}, {Name: "lb1", Role: "loadbalancer"}},
 }
 

@@ -27,7 +27,7 @@ import (
 // renewSpec is the lab of `kbootstrap certs renew`: three control planes
 // behind a load balancer, no worker.
 var renewSpec = labSpec{
-	id: "renew", subnet: "10.95.0.0/24", subnet2: "10.76.0.0/24", kubernetes: true,
+	id: "renew", subnet: "10.95.0.0/24", subnet2: "10.76.0.0/24", kubernetes: true, dedicated: true,
 	nodes: []lab.NodeSpec{
 		{Name: "lb1", Role: "loadbalancer"},
 		{Name: "cp1", Role: "control-plane"}, {Name: "cp2", Role: "control-plane"}, {Name: "cp3", Role: "control-plane"},
@@ -334,7 +334,8 @@ func TestCertsRenew(t *testing.T) {
 	}
 	wg.Wait()
 	for _, cp := range cps {
-		n := strings.Count(runs[0].stdout, cp+": backup ") + strings.Count(runs[1].stdout, cp+": backup ")
+		backedUp := cp + ": backup /var/lib/kbootstrap/certs-backup/"
+		n := strings.Count(runs[0].stdout, backedUp) + strings.Count(runs[1].stdout, backedUp)
 		if n != 1 {
 			t.Errorf("two concurrent runs backed up and renewed %s %d times, want once", cp, n)
 		}
@@ -386,7 +387,7 @@ sha256sum /usr/local/bin/kbootstrap | cut -d' ' -f1; grep -h '^ExecStartPre=\|^E
 	}
 	const textfile = "/var/lib/node_exporter/textfile_collector/kbootstrap_certs_renew.prom"
 	poll = pollAPI(t, kubeconfig)
-	waitUntil(t, "cp1's timer ran the renewal", 5*time.Minute, func() error {
+	waitUntil(t, "cp1's timer ran the renewal", 12*time.Minute, func() error {
 		out, err := l.Exec(context.Background(), "cp1", "sh", "-c", "systemctl is-active kbootstrap-certs-renew.service; cat "+textfile)
 		if !strings.Contains(string(out), "kbootstrap_certs_renew_last_run_timestamp_seconds") || strings.HasPrefix(string(out), "activ") {
 			return fmt.Errorf("not yet: %v: %s", err, out)
