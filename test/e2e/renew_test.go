@@ -244,6 +244,22 @@ func TestCertsRenew(t *testing.T) {
 		t.Fatalf("renew: exit %d", r.code)
 	}
 	t.Logf("timing: renewal of 3 control planes %s; %d requests through lb1, %d failed", r.took.Round(time.Second), ok+failed, failed)
+	// No private key reaches the output: neither a PEM header nor a line of
+	// the renewed keys.
+	noKeys := func(what, out string) {
+		t.Helper()
+		if strings.Contains(out, "PRIVATE KEY") {
+			t.Errorf("%s: a PEM private key header in the output", what)
+		}
+		for _, cp := range cps {
+			for _, line := range strings.Split(labExecIn(t, l, cp, "sed -n 2p /etc/kubernetes/pki/apiserver.key /etc/kubernetes/pki/etcd/server.key /etc/kubernetes/pki/sa.key"), "\n") {
+				if len(line) > 40 && strings.Contains(out, line) {
+					t.Errorf("%s: a line of %s's private keys in the output", what, cp)
+				}
+			}
+		}
+	}
+	noKeys("renew", r.stdout+r.stderr)
 	if failed != 0 || ok < 10 {
 		t.Errorf("%d of %d requests through lb1 failed during the renewal:\n%s", failed, ok+failed, strings.Join(errs, "\n"))
 	}
@@ -302,6 +318,7 @@ func TestCertsRenew(t *testing.T) {
 		t.Errorf("renew failing on cp2: exit %d, want 2 naming cp2 and the restore", r.code)
 	}
 	t.Logf("timing: renewal failing on cp2 %s", r.took.Round(time.Second))
+	noKeys("renew failing on cp2", r.stdout+r.stderr)
 	if !strings.Contains(r.stdout, "cp1: took over a stale lock") {
 		t.Errorf("the stale lock on cp1 was not taken over, or silently")
 	}
