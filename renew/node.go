@@ -254,6 +254,30 @@ func (o Options) healthAll(ctx context.Context, t *target, cs []string, apiServe
 	return nil
 }
 
+// apiServerEtcd is an etcd client through n with its kube-apiserver's etcd
+// flags and credentials; endpoints, when given, replace the flags' own.
+func apiServerEtcd(ctx context.Context, n node.Node, endpoints ...string) (*etcd.Client, error) {
+	f, err := etcd.DiscoverFlags(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return etcd.Connect(ctx, n, f.ClientFlags, etcd.ClientOptions{Timeout: 10 * time.Second, Endpoints: endpoints})
+}
+
+// statusProblem says what is wrong with a member's status: no answer,
+// errors, or alarms; nil when nothing is.
+func statusProblem(st etcd.EndpointStatus) error {
+	switch {
+	case st.Err != "":
+		return errors.New(st.Err)
+	case len(st.Errors) > 0:
+		return errors.New(strings.Join(st.Errors, "; "))
+	case len(st.Alarms) > 0:
+		return fmt.Errorf("alarms %s", strings.Join(st.Alarms, ", "))
+	}
+	return nil
+}
+
 // clusterHealthy checks, through n with its kube-apiserver's credentials,
 // that every etcd member is started, a voter, and answers its status without
 // errors or alarms. A node without etcd (external etcd) passes.
@@ -261,11 +285,7 @@ func clusterHealthy(ctx context.Context, n node.Node) error {
 	if _, err := n.Stat(ctx, ManifestsDir+"/etcd.yaml"); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	f, err := etcd.DiscoverFlags(ctx, n)
-	if err != nil {
-		return err
-	}
-	c, err := etcd.Connect(ctx, n, f.ClientFlags, etcd.ClientOptions{Timeout: 10 * time.Second})
+	c, err := apiServerEtcd(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -276,14 +296,10 @@ func clusterHealthy(ctx context.Context, n node.Node) error {
 	}
 	var errs []error
 	for i, m := range ms {
-		st := sts[i]
-		switch {
-		case m.IsLearner:
+		if m.IsLearner {
 			errs = append(errs, fmt.Errorf("etcd member %s (%s) is a learner", m.Name, m.ID))
-		case st.Err != "":
-			errs = append(errs, fmt.Errorf("etcd member %s (%s): %s", m.Name, m.ID, st.Err))
-		case len(st.Errors) > 0 || len(st.Alarms) > 0:
-			errs = append(errs, fmt.Errorf("etcd member %s (%s): %s", m.Name, m.ID, strings.Join(append(st.Errors, st.Alarms...), "; ")))
+		} else if err := statusProblem(sts[i]); err != nil {
+			errs = append(errs, fmt.Errorf("etcd member %s (%s): %w", m.Name, m.ID, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -294,24 +310,15 @@ func clusterHealthy(ctx context.Context, n node.Node) error {
 // answers its status without errors or alarms and serves a linearizable read
 // (so it has a leader and the cluster has quorum).
 func etcdMemberHealthy(ctx context.Context, n node.Node) error {
-	f, err := etcd.DiscoverFlags(ctx, n)
-	if err != nil {
-		return err
-	}
-	ep := "https://127.0.0.1:2379"
-	c, err := etcd.Connect(ctx, n, f.ClientFlags, etcd.ClientOptions{Timeout: 10 * time.Second, Endpoints: []string{ep}})
+	const ep = "https://127.0.0.1:2379"
+	c, err := apiServerEtcd(ctx, n, ep)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	st := c.Status(ctx, ep)
-	switch {
-	case st.Err != "":
-		return errors.New(st.Err)
-	case len(st.Errors) > 0:
-		return fmt.Errorf("etcd member %s: %s", st.MemberID, strings.Join(st.Errors, "; "))
-	case len(st.Alarms) > 0:
-		return fmt.Errorf("etcd member %s: alarms %s", st.MemberID, strings.Join(st.Alarms, ", "))
+	if err := statusProblem(st); err != nil {
+		return fmt.Errorf("etcd member at %s: %w", ep, err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
