@@ -31,16 +31,7 @@ var initSpec = labSpec{
 // initInventory writes the inventory of the init lab with the named nodes.
 func initInventory(t *testing.T, l *lab.Lab, dir string, names ...string) string {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "name: init\nkubernetesVersion: v1.34.4\nssh:\n  user: root\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", l.KeyFile, l.KnownHostsFile)
-	for _, name := range names {
-		n, ok := l.Node(name)
-		if !ok {
-			t.Fatalf("no lab node %s", name)
-		}
-		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    internalAddress: %s\n    role: %s\n", n.Name, n.Addresses[0], n.Addresses[0], n.Role)
-	}
-	return writeFile(t, dir, "kbootstrap-"+fmt.Sprint(len(names))+".yaml", b.String(), 0o644)
+	return kubernetesInventory(t, l, dir, "kbootstrap-"+fmt.Sprint(len(names))+".yaml", "init", "", names...)
 }
 
 // psWatch snapshots the process list of every node while a run goes on.
@@ -163,15 +154,7 @@ func TestInit(t *testing.T) {
 	images := filepath.Join(filepath.Dir(artifactsBin()), "images")
 	dir := t.TempDir()
 	all := []string{"lb1", "cp1", "cp2", "cp3", "worker1", "worker2"}
-	for _, n := range all {
-		waitUntil(t, n+": systemd running", 90*time.Second, func() error {
-			out, err := l.Exec(context.Background(), n, "sh", "-c", `s=$(systemctl is-system-running || true); [ "$s" = running ] || { echo "$s"; exit 1; }`)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		})
-	}
+	waitSystemd(t, l, all...)
 	full := initInventory(t, l, dir, all...)
 	first := initInventory(t, l, dir, "lb1", "cp1", "cp2", "cp3", "worker1")
 

@@ -315,3 +315,34 @@ func kbHelper(t *testing.T, inv string, args ...string) result {
 	}
 	return r
 }
+
+// waitSystemd waits until systemd runs (not degraded) on each named node.
+func waitSystemd(t *testing.T, l *lab.Lab, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		waitUntil(t, n+": systemd running", 90*time.Second, func() error {
+			out, err := l.Exec(context.Background(), n, "sh", "-c", `s=$(systemctl is-system-running || true); [ "$s" = running ] || { echo "$s"; exit 1; }`)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	}
+}
+
+// kubernetesInventory writes dir/file, the inventory of cluster name over
+// the named lab nodes (root with the lab's key; internalAddress = address),
+// with extra top-level lines after kubernetesVersion.
+func kubernetesInventory(t *testing.T, l *lab.Lab, dir, file, name, extra string, names ...string) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: %s\nkubernetesVersion: v1.34.4\n%sssh:\n  user: root\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", name, extra, l.KeyFile, l.KnownHostsFile)
+	for _, nn := range names {
+		n, ok := l.Node(nn)
+		if !ok {
+			t.Fatalf("no lab node %s", nn)
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    internalAddress: %s\n    role: %s\n", n.Name, n.Addresses[0], n.Addresses[0], n.Role)
+	}
+	return writeFile(t, dir, file, b.String(), 0o644)
+}

@@ -159,24 +159,13 @@ func TestCertsRenew(t *testing.T) {
 	images := filepath.Join(filepath.Dir(artifactsBin()), "images")
 	dir := t.TempDir()
 	all := []string{"lb1", "cp1", "cp2", "cp3"}
-	for _, n := range all {
-		waitUntil(t, n+": systemd running", 90*time.Second, func() error {
-			out, err := l.Exec(context.Background(), n, "sh", "-c", `s=$(systemctl is-system-running || true); [ "$s" = running ] || { echo "$s"; exit 1; }`)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		})
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "name: renew\nkubernetesVersion: v1.34.4\ncertificateValidity: 48h\nssh:\n  user: root\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", l.KeyFile, l.KnownHostsFile)
+	waitSystemd(t, l, all...)
+	inv := kubernetesInventory(t, l, dir, "kbootstrap.yaml", "renew", "certificateValidity: 48h\n", all...)
 	addr := map[string]string{}
 	for _, name := range all {
 		n, _ := l.Node(name)
 		addr[name] = n.Addresses[0]
-		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    internalAddress: %s\n    role: %s\n", n.Name, n.Addresses[0], n.Addresses[0], n.Role)
 	}
-	inv := writeFile(t, dir, "kbootstrap.yaml", b.String(), 0o644)
 
 	r := kbRun(t, nil, "-i", inv, "playbook", "run", "prepare-node", "--binaries", artifactsBin(), "--images", images,
 		"-e", "cgroup_driver=cgroupfs", "-e", "restrict_oom_score_adj=true")
