@@ -20,13 +20,16 @@ import (
 const (
 	// ConfigDir holds kbootstrap's kubeadm configurations while they are
 	// used (mode 0700; files 0600, removed after use).
-	ConfigDir      = "/etc/kbootstrap"
-	adminConf      = "/etc/kubernetes/admin.conf"
-	caCert         = "/etc/kubernetes/pki/ca.crt"
-	kubectlCmd     = "kubectl --kubeconfig " + adminConf
-	ownTokenTTL    = "1h0m0s"
-	certsSecret    = "kubeadm-certs"
-	certsSecretTTL = 2 * time.Hour
+	ConfigDir   = "/etc/kbootstrap"
+	adminConf   = "/etc/kubernetes/admin.conf"
+	caCert      = "/etc/kubernetes/pki/ca.crt"
+	kubectlCmd  = "kubectl --kubeconfig " + adminConf
+	ownTokenTTL = "1h0m0s"
+	certsSecret = "kubeadm-certs"
+	// kubeadmConfigMap is what kubeadm join reads the cluster's
+	// configuration from (kube-system).
+	kubeadmConfigMap = "kubeadm-config"
+	certsSecretTTL   = 2 * time.Hour
 )
 
 // Phase is one step of a run. Prepare decides from the facts what the phase
@@ -56,8 +59,12 @@ type run struct {
 	facts map[string]*Facts
 	// first is the control plane kubectl and the etcd client go through: a
 	// control plane holding admin.conf, or the one init will run on.
-	first           string
-	formed          bool // a cluster existed before this run
+	first  string
+	formed bool // a cluster existed before this run
+	// initIncomplete: first holds admin.conf and its API server answers, but
+	// the kubeadm-config ConfigMap is missing: a kubeadm init that stopped
+	// after its control plane came up, which init resumes.
+	initIncomplete  bool
 	certKey         string
 	caHash          string
 	cluster0        map[string]clusterNode
@@ -171,6 +178,9 @@ func execute(ctx context.Context, opts Options, joinOnly bool) (*Result, error) 
 	}
 	if joinOnly && !c.formed {
 		return nil, fmt.Errorf("no control plane of %s holds %s: there is no cluster to join yet (run kbootstrap init)", inv.File, adminConf)
+	}
+	if joinOnly && c.initIncomplete {
+		return nil, fmt.Errorf("node %s: the kubeadm init there did not finish (no %s ConfigMap): run kbootstrap init to resume it", c.first, kubeadmConfigMap)
 	}
 	phases := []Phase{&lbPhase{}, &initPhase{}, &joinCPPhase{}, &joinWorkersPhase{}, &networkPhase{}, &kubeconfigPhase{}}
 	var todo []Phase
@@ -294,6 +304,14 @@ func (c *run) gather(ctx context.Context) error {
 				f.InCluster, f.Ready, f.PodCIDR = true, cn.Ready, cn.PodCIDR
 			}
 		}
+		// kubeadm join reads the cluster's configuration from this
+		// ConfigMap, which kubeadm init uploads once the control plane is up.
+		res, err := c.kubectl(ctx, "-n kube-system get configmap "+kubeadmConfigMap+" -o name --ignore-not-found")
+		if err != nil {
+			st.End(err)
+			return err
+		}
+		c.initIncomplete = strings.TrimSpace(string(res.Stdout)) == ""
 	}
 	// The cgroup driver and swap decide the KubeletConfiguration.
 	cp := c.facts[c.first]

@@ -172,6 +172,7 @@ func TestInit(t *testing.T) {
 	r = kbRun(t, nil, "-i", first, "-v", "init", "--kubeconfig-out", kubeconfig)
 	procs, seen := ps.Stop()
 	if r.code != 0 {
+		logInitFailure(t, l, []string{"lb1"}, []string{"cp1", "cp2", "cp3"})
 		t.Fatalf("init: exit %d", r.code)
 	}
 	t.Logf("timing: init of 3 control planes + 1 worker %s", r.took.Round(time.Second))
@@ -527,4 +528,26 @@ func hasPeer(ms []etcdMemberJSON, ip string) bool {
 		}
 	}
 	return false
+}
+
+// logInitFailure logs what explains a failed init: haproxy's log on each
+// load balancer, the containers and the last lines of the API server's and
+// etcd's logs on each control plane.
+func logInitFailure(t *testing.T, l *lab.Lab, lbs, cps []string) {
+	t.Helper()
+	run := func(n, cmd string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := l.Exec(ctx, n, "sh", "-c", cmd)
+		t.Logf("%s: %s (%v):\n%s", n, cmd, err, out)
+	}
+	for _, n := range lbs {
+		run(n, "journalctl -u haproxy --no-pager -n 40 2>&1")
+	}
+	for _, n := range cps {
+		run(n, "crictl ps -a 2>&1")
+		for _, c := range []string{"kube-apiserver", "etcd"} {
+			run(n, "crictl logs --tail 40 $(crictl ps -a --name '^"+c+"$' -q | head -1) 2>&1")
+		}
+	}
 }

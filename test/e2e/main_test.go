@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,6 +226,31 @@ func kb(t *testing.T, args ...string) (stdout, stderr string, exitCode int) {
 // kbRun runs the binary with extra environment and its timing.
 func kbRun(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return kbRunWatch(t, env, nil, args...)
+}
+
+// lineWriter hands each whole line written to it to f.
+type lineWriter struct {
+	buf []byte
+	f   func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.f(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+// kbRunWatch is kbRun that also hands each line of standard output to
+// onLine (when not nil) as the binary prints it.
+func kbRunWatch(t *testing.T, env []string, onLine func(string), args ...string) result {
+	t.Helper()
 	hasInv := false
 	for _, a := range args {
 		if a == "-i" || a == "--inventory" || strings.HasPrefix(a, "--inventory=") {
@@ -240,6 +266,9 @@ func kbRun(t *testing.T, env []string, args ...string) result {
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if onLine != nil {
+		cmd.Stdout = io.MultiWriter(&out, &lineWriter{f: onLine})
+	}
 	start := time.Now()
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}

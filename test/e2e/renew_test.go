@@ -174,10 +174,11 @@ func TestCertsRenew(t *testing.T) {
 	}
 	kubeconfig := filepath.Join(dir, "renew.kubeconfig")
 	r = kbRun(t, nil, "-i", inv, "init", "--kubeconfig-out", kubeconfig)
+	cps := []string{"cp1", "cp2", "cp3"}
 	if r.code != 0 {
+		logInitFailure(t, l, []string{"lb1"}, cps)
 		t.Fatalf("init: exit %d", r.code)
 	}
-	cps := []string{"cp1", "cp2", "cp3"}
 	served := func() map[string]time.Time {
 		m := map[string]time.Time{}
 		for _, cp := range cps {
