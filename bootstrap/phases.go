@@ -535,10 +535,8 @@ func (c *run) waitEtcdMember(ctx context.Context, in inventory.Node) error {
 			if len(m.ClientURLs) == 0 || m.IsLearner {
 				return fmt.Errorf("etcd member %s is not started yet", m.ID)
 			}
-			if s := cli.Status(ctx, m.ClientURLs[0]); s.Err != "" {
-				return fmt.Errorf("etcd member %s: %s", m.ID, s.Err)
-			} else if len(s.Errors) > 0 {
-				return fmt.Errorf("etcd member %s: %s", m.ID, strings.Join(s.Errors, "; "))
+			if err := cli.Status(ctx, m.ClientURLs[0]).Problem(); err != nil {
+				return fmt.Errorf("etcd member %s: %w", m.ID, err)
 			}
 			return nil
 		}

@@ -2,8 +2,10 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -31,6 +33,22 @@ type EndpointStatus struct {
 	Alarms      []string `json:"alarms,omitempty"`
 	Errors      []string `json:"errors,omitempty"`
 	Err         string   `json:"error,omitempty"` // the endpoint did not answer
+}
+
+// Problem says what is wrong with the status: the endpoint did not answer,
+// it reported errors, or alarms are raised on its member; nil when nothing
+// is. It is the one judgement of a member's health for the join gate of
+// init and for certs renew.
+func (s EndpointStatus) Problem() error {
+	switch {
+	case s.Err != "":
+		return errors.New(s.Err)
+	case len(s.Errors) > 0:
+		return errors.New(strings.Join(s.Errors, "; "))
+	case len(s.Alarms) > 0:
+		return fmt.Errorf("alarms %s", strings.Join(s.Alarms, ", "))
+	}
+	return nil
 }
 
 // HexID formats a member ID as etcdctl does.

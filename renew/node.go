@@ -256,26 +256,16 @@ func (o Options) healthAll(ctx context.Context, t *target, cs []string, apiServe
 
 // apiServerEtcd is an etcd client through n with its kube-apiserver's etcd
 // flags and credentials; endpoints, when given, replace the flags' own.
+// The health gates call it on every poll, on purpose: the manifest and the
+// files are read again each time, so a gate after a renewal proves the
+// renewed apiserver-etcd-client certificate the API server loads, never a
+// client connected before it changed.
 func apiServerEtcd(ctx context.Context, n node.Node, endpoints ...string) (*etcd.Client, error) {
 	f, err := etcd.DiscoverFlags(ctx, n)
 	if err != nil {
 		return nil, err
 	}
 	return etcd.Connect(ctx, n, f.ClientFlags, etcd.ClientOptions{Timeout: 10 * time.Second, Endpoints: endpoints})
-}
-
-// statusProblem says what is wrong with a member's status: no answer,
-// errors, or alarms; nil when nothing is.
-func statusProblem(st etcd.EndpointStatus) error {
-	switch {
-	case st.Err != "":
-		return errors.New(st.Err)
-	case len(st.Errors) > 0:
-		return errors.New(strings.Join(st.Errors, "; "))
-	case len(st.Alarms) > 0:
-		return fmt.Errorf("alarms %s", strings.Join(st.Alarms, ", "))
-	}
-	return nil
 }
 
 // clusterHealthy checks, through n with its kube-apiserver's credentials,
@@ -298,7 +288,7 @@ func clusterHealthy(ctx context.Context, n node.Node) error {
 	for i, m := range ms {
 		if m.IsLearner {
 			errs = append(errs, fmt.Errorf("etcd member %s (%s) is a learner", m.Name, m.ID))
-		} else if err := statusProblem(sts[i]); err != nil {
+		} else if err := sts[i].Problem(); err != nil {
 			errs = append(errs, fmt.Errorf("etcd member %s (%s): %w", m.Name, m.ID, err))
 		}
 	}
@@ -317,7 +307,7 @@ func etcdMemberHealthy(ctx context.Context, n node.Node) error {
 	}
 	defer c.Close()
 	st := c.Status(ctx, ep)
-	if err := statusProblem(st); err != nil {
+	if err := st.Problem(); err != nil {
 		return fmt.Errorf("etcd member at %s: %w", ep, err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

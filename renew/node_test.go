@@ -10,7 +10,6 @@ import (
 
 	"k8s.io/client-go/util/cert"
 
-	"github.com/kbootstrap/kbootstrap/etcd"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -72,22 +71,5 @@ current-context: c
 	_, _, err = kubeletRotation(context.Background(), filesNode{files: map[string]string{}})
 	if err == nil {
 		t.Error("no kubelet.conf: no error")
-	}
-}
-
-func TestStatusProblem(t *testing.T) {
-	for _, tc := range []struct {
-		st   etcd.EndpointStatus
-		want string
-	}{
-		{etcd.EndpointStatus{Endpoint: "e"}, ""},
-		{etcd.EndpointStatus{Err: "context deadline exceeded"}, "context deadline exceeded"},
-		{etcd.EndpointStatus{Errors: []string{"a", "b"}, Alarms: []string{"NOSPACE"}}, "a; b"},
-		{etcd.EndpointStatus{Alarms: []string{"NOSPACE", "CORRUPT"}}, "alarms NOSPACE, CORRUPT"},
-	} {
-		err := statusProblem(tc.st)
-		if got := fmt.Sprint(err); (err == nil && tc.want != "") || (err != nil && got != tc.want) {
-			t.Errorf("statusProblem(%+v) = %v, want %q", tc.st, err, tc.want)
-		}
 	}
 }

@@ -35,15 +35,10 @@ func TestInitResume(t *testing.T) {
 		t.Skip("the upstream artifacts are missing: make lab-artifacts")
 	}
 	l := labFor(t, resumeSpec)
-	images := filepath.Join(filepath.Dir(artifactsBin()), "images")
 	dir := t.TempDir()
 	waitSystemd(t, l, "lb1", "cp1")
 	inv := kubernetesInventory(t, l, dir, "kbootstrap.yaml", "resume", "", "lb1", "cp1")
-	r := kbRun(t, nil, "-i", inv, "playbook", "run", "prepare-node", "--binaries", artifactsBin(), "--images", images,
-		"-e", "cgroup_driver=cgroupfs", "-e", "restrict_oom_score_adj=true")
-	if r.code != 0 {
-		t.Fatalf("prepare-node: exit %d", r.code)
-	}
+	r := prepareNodes(t, inv)
 
 	// lb1 cannot reach any API server (its connections to port 6443 of
 	// other nodes are reset; its own port 6443 stays open) until kbootstrap

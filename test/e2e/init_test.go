@@ -151,7 +151,6 @@ func TestInit(t *testing.T) {
 		t.Skip("the upstream artifacts are missing: make lab-artifacts")
 	}
 	l := labFor(t, initSpec)
-	images := filepath.Join(filepath.Dir(artifactsBin()), "images")
 	dir := t.TempDir()
 	all := []string{"lb1", "cp1", "cp2", "cp3", "worker1", "worker2"}
 	waitSystemd(t, l, all...)
@@ -159,11 +158,7 @@ func TestInit(t *testing.T) {
 	first := initInventory(t, l, dir, "lb1", "cp1", "cp2", "cp3", "worker1")
 
 	// Bare nodes, prepared as a user would: the air-gapped prepare-node.
-	r := kbRun(t, nil, "-i", full, "playbook", "run", "prepare-node", "--binaries", artifactsBin(), "--images", images,
-		"-e", "cgroup_driver=cgroupfs", "-e", "restrict_oom_score_adj=true")
-	if r.code != 0 {
-		t.Fatalf("prepare-node: exit %d", r.code)
-	}
+	r := prepareNodes(t, full)
 	t.Logf("timing: prepare-node of 5 nodes %s", r.took.Round(time.Second))
 
 	// (a) init, with every node's process list watched.

@@ -156,7 +156,6 @@ func TestCertsRenew(t *testing.T) {
 		t.Skip("the upstream artifacts are missing: make lab-artifacts")
 	}
 	l := labFor(t, renewSpec)
-	images := filepath.Join(filepath.Dir(artifactsBin()), "images")
 	dir := t.TempDir()
 	all := []string{"lb1", "cp1", "cp2", "cp3"}
 	waitSystemd(t, l, all...)
@@ -167,11 +166,7 @@ func TestCertsRenew(t *testing.T) {
 		addr[name] = n.Addresses[0]
 	}
 
-	r := kbRun(t, nil, "-i", inv, "playbook", "run", "prepare-node", "--binaries", artifactsBin(), "--images", images,
-		"-e", "cgroup_driver=cgroupfs", "-e", "restrict_oom_score_adj=true")
-	if r.code != 0 {
-		t.Fatalf("prepare-node: exit %d", r.code)
-	}
+	r := prepareNodes(t, inv)
 	kubeconfig := filepath.Join(dir, "renew.kubeconfig")
 	r = kbRun(t, nil, "-i", inv, "init", "--kubeconfig-out", kubeconfig)
 	cps := []string{"cp1", "cp2", "cp3"}
