@@ -188,7 +188,7 @@ systemctl cat kubelet | grep -c '^ExecStart=/usr/bin/kubelet \$KUBELET_KUBECONFI
 
 	// kubeadm init on cp1 behind lb1, on a node prepared by the playbook only.
 	st = time.Now()
-	mustSh(t, l, "cp1", "cat > /root/kubeadm-init.yaml <<'EOF'\n"+prepInitConfig("cp1", cp1, lb1+":6443")+"EOF\n"+
+	mustSh(t, l, "cp1", "cat > /root/kubeadm-init.yaml <<'EOF'\n"+lab.KubeadmInitConfig("cp1", cp1, lb1+":6443", "")+"EOF\n"+
 		`kubeadm init --config /root/kubeadm-init.yaml >/root/kubeadm-init.log 2>&1 || { cat /root/kubeadm-init.log; exit 1; }`)
 	step(st, "kubeadm init on cp1 (controlPlaneEndpoint %s:6443): %s", lb1,
 		strings.ReplaceAll(mustSh(t, l, "cp1", `grep -hoE '(healthy|ready) after [0-9.]+m?s' /root/kubeadm-init.log || true`), "\n", ", "))
@@ -294,41 +294,6 @@ test -e /etc/cron.d/kbootstrap-etcd-backup || echo no-cron`)
 	}
 	step(st, "etcd-backup-timer on cp1")
 	step(start, "prepare-node, loadbalancer, kubeadm init and join, etcd-backup-timer")
-}
-
-// prepInitConfig is the lab proof's kubeadm configuration (test/lab's
-// TestLabKubeadmProof): the containerd socket, images only from the node,
-// the cgroupfs driver of the lab's containerd, no swap check, and
-// kube-proxy leaving the host's conntrack table size alone.
-func prepInitConfig(node, address, endpoint string) string {
-	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: %s
-  bindPort: 6443
-nodeRegistration:
-  name: %s
-  criSocket: unix:///run/containerd/containerd.sock
-  imagePullPolicy: Never
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-kubernetesVersion: %s
-controlPlaneEndpoint: %s
-networking:
-  podSubnet: 10.244.0.0/16
-  serviceSubnet: 10.96.0.0/12
----
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupDriver: cgroupfs
-failSwapOn: false
----
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-conntrack:
-  maxPerCore: 0
-`, address, node, lab.KubernetesVersion, endpoint)
 }
 
 // TestEtcdBackupTimerCronWithoutSystemd: on a node without systemd (the

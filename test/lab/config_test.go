@@ -135,3 +135,19 @@ func TestParsers(t *testing.T) {
 		t.Error("loopbackOnly")
 	}
 }
+
+func TestKubeadmInitConfig(t *testing.T) {
+	with := KubeadmInitConfig("cp1", "10.77.0.12", "10.77.0.11:6443", "00ff")
+	without := KubeadmInitConfig("cp1", "10.77.0.12", "10.77.0.11:6443", "")
+	if !strings.Contains(with, "kind: InitConfiguration\ncertificateKey: 00ff\nlocalAPIEndpoint:\n  advertiseAddress: 10.77.0.12\n") {
+		t.Errorf("with a certificate key:\n%s", with)
+	}
+	if strings.Contains(without, "certificateKey") || strings.ReplaceAll(with, "certificateKey: 00ff\n", "") != without {
+		t.Errorf("without a certificate key:\n%s", without)
+	}
+	for _, want := range []string{"name: cp1\n", "kubernetesVersion: " + KubernetesVersion + "\n", "controlPlaneEndpoint: 10.77.0.11:6443\n", "cgroupDriver: cgroupfs\n"} {
+		if !strings.Contains(with, want) {
+			t.Errorf("no %q in:\n%s", want, with)
+		}
+	}
+}

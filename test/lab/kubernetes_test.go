@@ -113,7 +113,7 @@ func TestLabKubeadmProof(t *testing.T) {
 	rand.Read(key)
 	certKey := hex.EncodeToString(key)
 	endpoint := ip("lb1") + ":6443"
-	k.ssh("cp1", writeFileScript("/root/kubeadm-init.yaml", initConfig("cp1", ip("cp1"), endpoint, certKey)))
+	k.ssh("cp1", writeFileScript("/root/kubeadm-init.yaml", KubeadmInitConfig("cp1", ip("cp1"), endpoint, certKey)))
 	k.ssh("cp1", `kubeadm init --config /root/kubeadm-init.yaml --upload-certs >/root/kubeadm-init.log 2>&1 || { cat /root/kubeadm-init.log; exit 1; }`)
 	step(st, "kubeadm init on cp1 (controlPlaneEndpoint %s)", endpoint)
 
@@ -414,38 +414,6 @@ backend control-planes
 	}
 	return writeFileScript("/etc/haproxy/haproxy.cfg", b.String()) +
 		"haproxy -c -f /etc/haproxy/haproxy.cfg >/dev/null\nsystemctl enable --now haproxy 2>/dev/null\nsystemctl restart haproxy\n"
-}
-
-func initConfig(node, address, endpoint, certKey string) string {
-	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-certificateKey: %s
-localAPIEndpoint:
-  advertiseAddress: %s
-  bindPort: 6443
-nodeRegistration:
-  name: %s
-  criSocket: unix:///run/containerd/containerd.sock
-  imagePullPolicy: Never
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-kubernetesVersion: %s
-controlPlaneEndpoint: %s
-networking:
-  podSubnet: 10.244.0.0/16
-  serviceSubnet: 10.96.0.0/12
----
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupDriver: cgroupfs
-failSwapOn: false
----
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-conntrack:
-  maxPerCore: 0
-`, certKey, address, node, KubernetesVersion, endpoint)
 }
 
 // cniConfig is a bridge + host-local network for one node's pod CIDR.
