@@ -96,7 +96,7 @@ func TestKubeadmInitResumes(t *testing.T) {
 			var out bytes.Buffer
 			c := &run{opts: Options{Status: NewStatus(&out, false, nil), Redactor: &node.Redactor{}},
 				nodes: map[string]node.Node{"cp1": n}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			err := c.kubeadmInit(context.Background(), "cp1", ConfigDir+"/kubeadm-init.yaml", tc.resume)
+			err := c.kubeadmInit(context.Background(), "cp1", tc.resume)
 			if !errors.Is(err, tc.err) {
 				t.Errorf("err = %v, want %v", err, tc.err)
 			}

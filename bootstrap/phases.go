@@ -124,9 +124,23 @@ func (p *initPhase) Prepare(_ context.Context, c *run) error {
 func (p *initPhase) ShouldRun() bool { return p.run }
 func (p *initPhase) Plan() []string {
 	if p.resume {
-		return []string{"first control plane: its kubeadm init stopped after the control plane came up (no " + kubeadmConfigMap + " ConfigMap): kubeadm init --config " + ConfigDir + "/kubeadm-init.yaml --upload-certs --skip-phases " + strings.Join(initLocalPhases, ",")}
+		return []string{"first control plane: its kubeadm init stopped after the control plane came up (no " + kubeadmConfigMap + " ConfigMap): kubeadm " + kubeadmInitArgs(true)}
 	}
-	return []string{"first control plane: kubeadm init --config " + ConfigDir + "/kubeadm-init.yaml --upload-certs (InitConfiguration with a new bootstrap token and certificate key, mode 0600, removed afterwards)"}
+	return []string{"first control plane: kubeadm " + kubeadmInitArgs(false) + " (InitConfiguration with a new bootstrap token and certificate key, mode 0600, removed afterwards)"}
+}
+
+// initConfigPath is where init writes the first control plane's kubeadm
+// configuration (secrets: 0600, removed after use).
+const initConfigPath = ConfigDir + "/kubeadm-init.yaml"
+
+// kubeadmInitArgs is the kubeadm init command line with initConfigPath:
+// the whole init, or only its phases from wait-control-plane on (resume).
+func kubeadmInitArgs(resume bool) string {
+	args := "init --config " + initConfigPath + " --upload-certs"
+	if resume {
+		args += " --skip-phases " + strings.Join(initLocalPhases, ",")
+	}
+	return args
 }
 
 func (p *initPhase) Run(ctx context.Context, c *run) error {
@@ -152,12 +166,11 @@ func (p *initPhase) Run(ctx context.Context, c *run) error {
 		if err != nil {
 			return err
 		}
-		path := ConfigDir + "/kubeadm-init.yaml"
-		if err := c.writeSecretFile(ctx, name, path, cfg); err != nil {
+		if err := c.writeSecretFile(ctx, name, initConfigPath, cfg); err != nil {
 			return err
 		}
-		defer c.removeSecretFile(ctx, name, path)
-		if err := c.kubeadmInit(ctx, name, path, p.resume); err != nil {
+		defer c.removeSecretFile(ctx, name, initConfigPath)
+		if err := c.kubeadmInit(ctx, name, p.resume); err != nil {
 			return err
 		}
 		c.addChanged(1)
@@ -172,18 +185,13 @@ func (p *initPhase) Run(ctx context.Context, c *run) error {
 	return c.ensureNetwork(ctx, false)
 }
 
-// kubeadmInit runs kubeadm init with the configuration at path on name, or
-// only its phases from wait-control-plane on when resume. An init that
-// stops after its control plane came up (kubeadm gives each API call a
-// minute: a load balancer not passing requests yet, an API server slow to
-// serve writes) is resumed so, up to initResumes times.
-func (c *run) kubeadmInit(ctx context.Context, name, path string, resume bool) error {
-	args := "init --config " + path + " --upload-certs"
-	resumeArgs := args + " --skip-phases " + strings.Join(initLocalPhases, ",")
-	if resume {
-		args = resumeArgs
-	}
-	_, err := c.kubeadm(ctx, name, args)
+// kubeadmInit runs kubeadm init with initConfigPath on name, or only its
+// phases from wait-control-plane on when resume. An init that stops after
+// its control plane came up (kubeadm gives each API call a minute: a load
+// balancer not passing requests yet, an API server slow to serve writes) is
+// resumed so, up to initResumes times.
+func (c *run) kubeadmInit(ctx context.Context, name string, resume bool) error {
+	_, err := c.kubeadm(ctx, name, kubeadmInitArgs(resume))
 	for attempt := 1; err != nil && attempt <= initResumes && ctx.Err() == nil; attempt++ {
 		phase, ok := failedInitPhase(err)
 		if !ok || !resumableInitPhase(phase) {
@@ -191,7 +199,7 @@ func (c *run) kubeadmInit(ctx context.Context, name, path string, resume bool) e
 		}
 		c.status().Printf("• node %s: kubeadm init stopped in phase %s, after the control plane came up: running its phases from wait-control-plane on again (%d of %d)", name, phase, attempt, initResumes)
 		c.log.Warn("kubeadm init resumed", "node", name, "phase", phase, "error", err)
-		_, err = c.kubeadm(ctx, name, resumeArgs)
+		_, err = c.kubeadm(ctx, name, kubeadmInitArgs(true))
 	}
 	return err
 }

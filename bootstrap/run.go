@@ -20,16 +20,16 @@ import (
 const (
 	// ConfigDir holds kbootstrap's kubeadm configurations while they are
 	// used (mode 0700; files 0600, removed after use).
-	ConfigDir   = "/etc/kbootstrap"
-	adminConf   = "/etc/kubernetes/admin.conf"
-	caCert      = "/etc/kubernetes/pki/ca.crt"
-	kubectlCmd  = "kubectl --kubeconfig " + adminConf
-	ownTokenTTL = "1h0m0s"
-	certsSecret = "kubeadm-certs"
+	ConfigDir      = "/etc/kbootstrap"
+	adminConf      = "/etc/kubernetes/admin.conf"
+	caCert         = "/etc/kubernetes/pki/ca.crt"
+	kubectlCmd     = "kubectl --kubeconfig " + adminConf
+	ownTokenTTL    = "1h0m0s"
+	certsSecret    = "kubeadm-certs"
+	certsSecretTTL = 2 * time.Hour
 	// kubeadmConfigMap is what kubeadm join reads the cluster's
 	// configuration from (kube-system).
 	kubeadmConfigMap = "kubeadm-config"
-	certsSecretTTL   = 2 * time.Hour
 )
 
 // Phase is one step of a run. Prepare decides from the facts what the phase
