@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/internal/atomicfile"
+
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -309,33 +311,8 @@ func (m *fetchModule) run(ctx context.Context, e *env) (Result, error) {
 }
 
 // writeLocalFile writes a workstation file atomically, 0600.
-func writeLocalFile(p string, data []byte) (err error) {
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".kbtmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+func writeLocalFile(p string, data []byte) error {
+	return atomicfile.WriteBytes(p, data, atomicfile.Options{Mode: 0o600, MkdirMode: 0o700})
 }
 
 // waitForModule waits for a TCP port (dialled from the node's side) or a

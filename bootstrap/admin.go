@@ -11,18 +11,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/progress"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
 // adminRun connects to the control planes and picks the first holding
 // admin.conf.
-func adminRun(ctx context.Context, inv *inventory.Inventory, conn node.Connector, r *node.Redactor, st *Status, exclude ...string) (*run, error) {
+func adminRun(ctx context.Context, inv *inventory.Inventory, conn node.Connector, r *node.Redactor, st *progress.Status, exclude ...string) (*run, error) {
 	if r == nil {
 		r = &node.Redactor{}
 	}
 	c := &run{opts: Options{Inventory: inv, Connector: conn, Redactor: r, Status: st, ReadyTimeout: 2 * time.Minute},
-		inv: inv, endpoint: Endpoint(inv), nodes: map[string]node.Node{}, facts: map[string]*Facts{}, log: slog.New(slog.DiscardHandler)}
+		inv: inv, endpoint: inv.Endpoint(), nodes: map[string]node.Node{}, facts: map[string]*Facts{}, log: slog.New(slog.DiscardHandler)}
 	var errs []error
 	for _, in := range inv.ByRole(inventory.RoleControlPlane) {
 		if strings.Contains(" "+strings.Join(exclude, " ")+" ", " "+in.Name+" ") {
@@ -112,7 +114,7 @@ type ResetOptions struct {
 	Yes    bool
 	In     io.Reader
 	Prompt io.Writer
-	Status *Status
+	Status *progress.Status
 	Stream bool
 	// Redactor may be nil.
 	Redactor *node.Redactor

@@ -80,21 +80,6 @@ func TestParseNodes(t *testing.T) {
 	}
 }
 
-func TestEndpoint(t *testing.T) {
-	inv := &inventory.Inventory{Nodes: []inventory.Node{{Name: "cp1", Address: "10.0.0.2", Role: inventory.RoleControlPlane}}}
-	if got := Endpoint(inv); got != "10.0.0.2:6443" {
-		t.Errorf("no lb: %s", got)
-	}
-	inv.Nodes = append(inv.Nodes, inventory.Node{Name: "lb1", Address: "10.0.0.9", InternalAddress: "10.1.0.9", Role: inventory.RoleLoadBalancer})
-	if got := Endpoint(inv); got != "10.1.0.9:6443" {
-		t.Errorf("lb: %s", got)
-	}
-	inv.ControlPlaneEndpoint = "api.example.org:443"
-	if got := Endpoint(inv); got != "api.example.org:443" {
-		t.Errorf("explicit: %s", got)
-	}
-}
-
 func TestResetAsks(t *testing.T) {
 	var prompt strings.Builder
 	err := Reset(t.Context(), ResetOptions{

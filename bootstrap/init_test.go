@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kbootstrap/kbootstrap/progress"
+
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -94,7 +96,7 @@ func TestKubeadmInitResumes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &scriptNode{script: tc.script}
 			var out bytes.Buffer
-			c := &run{opts: Options{Status: NewStatus(&out, false, nil), Redactor: &node.Redactor{}},
+			c := &run{opts: Options{Status: progress.NewStatus(&out, false, nil), Redactor: &node.Redactor{}},
 				nodes: map[string]node.Node{"cp1": n}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			err := c.kubeadmInit(context.Background(), "cp1", tc.resume)
 			if !errors.Is(err, tc.err) {

@@ -26,7 +26,7 @@ func (p *kubeconfigPhase) Run(ctx context.Context, c *run) error {
 	if err == nil && changed {
 		c.addChanged(1)
 	} else if err == nil {
-		st.title += ": unchanged"
+		st.SetTitle(st.Title() + ": unchanged")
 	}
 	st.End(err)
 	return err

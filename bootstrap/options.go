@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/progress"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 )
@@ -24,7 +26,7 @@ type Options struct {
 	// set to the control-plane endpoint; "" means ./<name>.kubeconfig.
 	KubeconfigOut string
 	// Status prints one line per step (and the plan of a dry run).
-	Status *Status
+	Status *progress.Status
 	// Stream prints kubeadm's output, "cp1: " prefixed and redacted.
 	Stream   bool
 	Redactor *node.Redactor

@@ -54,7 +54,7 @@ func (p *lbPhase) Run(ctx context.Context, c *run) error {
 	}
 	c.addChanged(changed)
 	if changed == 0 {
-		st.title += ": unchanged"
+		st.SetTitle(st.Title() + ": unchanged")
 	}
 	st.End(nil)
 	return nil

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/progress"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 )
@@ -87,7 +89,7 @@ func (c *run) addSecret(s ...string) {
 	secretsMu.Unlock()
 }
 
-func (c *run) status() *Status { return c.opts.Status }
+func (c *run) status() *progress.Status { return c.opts.Status }
 
 // addWait adds the time since start to the run's waits for etcd members and
 // Nodes Ready (Kubernetes converging, not kbootstrap working).
@@ -101,19 +103,6 @@ func (c *run) addChanged(n int) {
 	c.mu.Lock()
 	c.changed += n
 	c.mu.Unlock()
-}
-
-// Endpoint is the control-plane endpoint of inv: controlPlaneEndpoint, else
-// the first load balancer's internal address on 6443, else the first control
-// plane's.
-func Endpoint(inv *inventory.Inventory) string {
-	if inv.ControlPlaneEndpoint != "" {
-		return inv.ControlPlaneEndpoint
-	}
-	if lbs := inv.ByRole(inventory.RoleLoadBalancer); len(lbs) > 0 {
-		return net.JoinHostPort(lbs[0].InternalIP(), "6443")
-	}
-	return inv.Endpoint()
 }
 
 // Init forms the cluster of opts.Inventory, or converges it: the load
@@ -155,7 +144,7 @@ func execute(ctx context.Context, opts Options, joinOnly bool) (*Result, error) 
 	if len(inv.ByRole(inventory.RoleControlPlane)) == 0 {
 		return nil, fmt.Errorf("%s: no control-plane node", inv.File)
 	}
-	c := &run{opts: opts, inv: inv, endpoint: Endpoint(inv), log: opts.Logger, selected: map[string]bool{}}
+	c := &run{opts: opts, inv: inv, endpoint: inv.Endpoint(), log: opts.Logger, selected: map[string]bool{}}
 	sel := opts.Nodes
 	if sel == nil {
 		sel = inv.Nodes
@@ -337,7 +326,7 @@ func (c *run) gather(ctx context.Context) error {
 		summary = append(summary, n.Name+" "+state)
 		c.log.Debug("facts", "node", n.Name, "facts", fmt.Sprintf("%+v", *f))
 	}
-	st.title = "Gathering facts: " + strings.Join(summary, ", ")
+	st.SetTitle("Gathering facts: " + strings.Join(summary, ", "))
 	st.End(nil)
 	return nil
 }

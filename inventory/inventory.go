@@ -63,16 +63,21 @@ func (inv *Inventory) SSHAddress(n Node) string {
 	return net.JoinHostPort(n.Address, strconv.Itoa(inv.SSHFor(n).Port))
 }
 
-// Endpoint is the control-plane endpoint: controlPlaneEndpoint, or the first
-// control-plane node's internal address on 6443.
+// Endpoint is the control-plane endpoint, kbootstrap's one rule for it:
+// controlPlaneEndpoint when given, else the first load balancer's internal
+// address on 6443 (the haproxy kbootstrap installs there), else the first
+// control plane's internal address on 6443. init hands it to kubeadm, and
+// every later command (certs check, renew, playbooks, kubeconfigs) judges
+// and reaches the same one.
 func (inv *Inventory) Endpoint() string {
 	if inv.ControlPlaneEndpoint != "" {
 		return inv.ControlPlaneEndpoint
 	}
-	for _, n := range inv.Nodes {
-		if n.Role == RoleControlPlane {
-			return net.JoinHostPort(n.InternalIP(), "6443")
-		}
+	if lbs := inv.ByRole(RoleLoadBalancer); len(lbs) > 0 {
+		return net.JoinHostPort(lbs[0].InternalIP(), "6443")
+	}
+	if cps := inv.ByRole(RoleControlPlane); len(cps) > 0 {
+		return net.JoinHostPort(cps[0].InternalIP(), "6443")
 	}
 	return ""
 }

@@ -127,3 +127,26 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("want ErrNotExist, got %v", err)
 	}
 }
+
+// TestEndpointRule: one endpoint rule for every command, with and without a
+// load balancer and controlPlaneEndpoint.
+func TestEndpointRule(t *testing.T) {
+	cp := func(name, ip string) Node { return Node{Name: name, Address: "192.168.0.1", InternalAddress: ip, Role: RoleControlPlane} }
+	lb := Node{Name: "lb1", Address: "10.0.0.9", Role: RoleLoadBalancer}
+	w := Node{Name: "w1", Address: "10.0.0.20", Role: RoleWorker}
+	for _, tc := range []struct {
+		name string
+		inv  Inventory
+		want string
+	}{
+		{"controlPlaneEndpoint wins over a load balancer", Inventory{ControlPlaneEndpoint: "api.example:443", Nodes: []Node{cp("cp1", "10.0.0.11"), lb}}, "api.example:443"},
+		{"a load balancer and no controlPlaneEndpoint", Inventory{Nodes: []Node{w, cp("cp1", "10.0.0.11"), lb, {Name: "lb2", Address: "10.0.0.8", Role: RoleLoadBalancer}}}, "10.0.0.9:6443"},
+		{"the first control plane's internal address", Inventory{Nodes: []Node{w, cp("cp1", "10.0.0.11"), cp("cp2", "10.0.0.12")}}, "10.0.0.11:6443"},
+		{"IPv6", Inventory{Nodes: []Node{cp("cp1", "fd00::11")}}, "[fd00::11]:6443"},
+		{"no control plane", Inventory{Nodes: []Node{w}}, ""},
+	} {
+		if got := tc.inv.Endpoint(); got != tc.want {
+			t.Errorf("%s: Endpoint() = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

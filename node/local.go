@@ -10,9 +10,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/kbootstrap/kbootstrap/internal/atomicfile"
 )
 
 // Local is the machine kbootstrap runs on (--local, e.g. from cron on a
@@ -101,52 +102,11 @@ func localInfo(fi os.FileInfo) FileInfo {
 	return info
 }
 
-// WriteFile implements Files: temp file in the same directory, chmod, chown,
-// fsync, rename, fsync of the directory.
-func (l *Local) WriteFile(_ context.Context, path string, r io.Reader, opts WriteOptions) (err error) {
-	mode := opts.Mode
-	if mode == 0 {
-		mode = 0o644
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".kbtmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode.Perm()); err != nil {
-		return err
-	}
-	if opts.Chown {
-		if err = f.Chown(opts.UID, opts.GID); err != nil {
-			return err
-		}
-	}
-	if _, err = io.Copy(f, r); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+// WriteFile implements Files: atomicfile's temporary file in the same
+// directory, mode and owner set before the first byte, fsync, rename, fsync
+// of the directory.
+func (l *Local) WriteFile(_ context.Context, path string, r io.Reader, opts WriteOptions) error {
+	return atomicfile.Write(path, r, atomicfile.Options{Mode: opts.Mode, Chown: opts.Chown, UID: opts.UID, GID: opts.GID})
 }
 
 // Remove implements Files.

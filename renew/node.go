@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kbootstrap/kbootstrap/bootstrap"
 	"github.com/kbootstrap/kbootstrap/etcd"
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/pki"
@@ -403,7 +402,7 @@ func (o Options) writeKubeconfig(ctx context.Context, n node.Node) error {
 		return err
 	}
 	for _, cl := range cfg.Clusters {
-		cl.Server = "https://" + bootstrap.Endpoint(o.Inventory)
+		cl.Server = "https://" + o.Inventory.Endpoint()
 	}
 	out, err := clientcmd.Write(*cfg)
 	if err != nil {

@@ -12,7 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kbootstrap/kbootstrap/bootstrap"
+	"github.com/kbootstrap/kbootstrap/progress"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/pki"
@@ -104,7 +105,7 @@ type Options struct {
 	Timeout time.Duration
 
 	Out    io.Writer
-	Status *bootstrap.Status
+	Status *progress.Status
 	Now    func() time.Time
 }
 

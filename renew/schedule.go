@@ -17,7 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kbootstrap/kbootstrap/bootstrap"
+	"github.com/kbootstrap/kbootstrap/progress"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 )
@@ -66,7 +67,7 @@ type ScheduleOptions struct {
 	Remove bool
 
 	Out    io.Writer
-	Status *bootstrap.Status
+	Status *progress.Status
 }
 
 func (o ScheduleOptions) withDefaults() ScheduleOptions {

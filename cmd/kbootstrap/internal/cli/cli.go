@@ -9,6 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
+	"github.com/kbootstrap/kbootstrap/progress"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 )
@@ -147,4 +151,14 @@ func (g *Globals) Pool(inv *inventory.Inventory) *node.Pool {
 		Redactor:          g.Redactor,
 		PassphrasePrompt:  node.TerminalPassphrasePrompt(os.Stdin, g.Streams.Err),
 	})
+}
+
+// Status is the progress printer of a command on its output: a line per node
+// and step, a spinner only on a terminal, redacted. Close it when done.
+func (g *Globals) Status() *progress.Status {
+	tty := false
+	if f, ok := g.Streams.Out.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return progress.NewStatus(g.Streams.Out, tty, g.Redactor)
 }

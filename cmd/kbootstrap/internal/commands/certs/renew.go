@@ -2,13 +2,10 @@ package certs
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
-	"github.com/kbootstrap/kbootstrap/bootstrap"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
@@ -45,7 +42,7 @@ within the window is refused.`,
   kbootstrap certs renew --certs scheduler.conf    # renews it and restarts kube-scheduler only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st := newStatus(g)
+			st := g.Status()
 			defer st.Close()
 			opts := renew.Options{Within: window(f.within), Certs: f.certs, DryRun: f.dryRun, Keep: f.keep, Textfile: f.textfile, Out: g.Streams.Out, Status: st}
 			if f.local {
@@ -77,14 +74,4 @@ within the window is refused.`,
 	fl.IntVar(&f.keep, "keep", 5, "backups kept on each node")
 	fl.StringVar(&f.textfile, "textfile", "", "write the run's time and result to this Prometheus textfile (node_exporter's textfile collector), atomically")
 	return cmd
-}
-
-// newStatus is the progress printer: a line per node and step, a spinner
-// only on a terminal.
-func newStatus(g *cli.Globals) *bootstrap.Status {
-	tty := false
-	if fo, ok := g.Streams.Out.(*os.File); ok {
-		tty = term.IsTerminal(int(fo.Fd()))
-	}
-	return bootstrap.NewStatus(g.Streams.Out, tty, g.Redactor)
 }

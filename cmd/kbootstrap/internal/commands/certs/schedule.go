@@ -51,7 +51,7 @@ runs the renewal from this workstation over SSH instead, and changes nothing.`,
 				return err
 			}
 			defer pool.Close()
-			st := newStatus(g)
+			st := g.Status()
 			defer st.Close()
 			stagger := f.stagger
 			if stagger == 0 {

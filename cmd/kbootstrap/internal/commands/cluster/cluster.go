@@ -4,11 +4,9 @@ package cluster
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/kbootstrap/kbootstrap/bootstrap"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
@@ -24,14 +22,6 @@ type applyFlags struct {
 	dryRun     bool
 	kubeconfig string
 	skip       []string
-}
-
-func status(g *cli.Globals) *bootstrap.Status {
-	tty := false
-	if f, ok := g.Streams.Out.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
-	return bootstrap.NewStatus(g.Streams.Out, tty, g.Redactor)
 }
 
 func newInit(g *cli.Globals, join bool) *cobra.Command {
@@ -69,7 +59,7 @@ cluster it changes nothing and says so. Phases: ` + strings.Join(bootstrap.Phase
 		}
 		pool := g.Pool(inv)
 		defer pool.Close()
-		st := status(g)
+		st := g.Status()
 		defer st.Close()
 		opts := bootstrap.Options{Inventory: inv, Connector: pool, Nodes: nodes, Concurrency: g.Concurrency, DryRun: f.dryRun,
 			SkipPhases: f.skip, KubeconfigOut: f.kubeconfig, Status: st, Stream: g.Verbose > 0, Redactor: g.Redactor,
@@ -138,7 +128,7 @@ another control plane); each Node object is drained and deleted.`,
 				return err
 			}
 			defer pool.Close()
-			st := status(g)
+			st := g.Status()
 			defer st.Close()
 			err = bootstrap.Reset(cmd.Context(), bootstrap.ResetOptions{Inventory: inv, Connector: pool, Nodes: nodes, Yes: yes,
 				In: g.Streams.In, Prompt: g.Streams.Err, Status: st, Stream: g.Verbose > 0, Redactor: g.Redactor})

@@ -1,4 +1,4 @@
-package bootstrap
+package progress_test
 
 import (
 	"bytes"
@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/kbootstrap/kbootstrap/node"
+	"github.com/kbootstrap/kbootstrap/progress"
 )
 
 func TestStatusLinesRedacted(t *testing.T) {
 	var b bytes.Buffer
 	r := &node.Redactor{}
 	r.Add("s3cr3t")
-	st := NewStatus(&b, false, r)
+	st := progress.NewStatus(&b, false, r)
 	defer st.Close()
 	s := st.Start("Joining control plane cp2")
 	s.End(nil)

@@ -1,4 +1,4 @@
-package bootstrap
+package progress
 
 import (
 	"fmt"
@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/kbootstrap/kbootstrap/node"
 )
 
 // Status prints one line per node and step: "✓ Joining control plane cp2
@@ -19,7 +17,7 @@ type Status struct {
 	mu      sync.Mutex
 	w       io.Writer
 	tty     bool
-	r       *node.Redactor
+	r       Redactor
 	active  []*Step
 	frame   int
 	drawn   bool
@@ -27,9 +25,12 @@ type Status struct {
 	stopped sync.Once
 }
 
+// Redactor masks secrets in what is printed (node.Redactor is one).
+type Redactor interface{ String(string) string }
+
 // NewStatus writes to w, redacted through r (may be nil); tty turns on the
 // spinner.
-func NewStatus(w io.Writer, tty bool, r *node.Redactor) *Status {
+func NewStatus(w io.Writer, tty bool, r Redactor) *Status {
 	s := &Status{w: w, tty: tty, r: r, stop: make(chan struct{})}
 	if tty {
 		go s.spin()
@@ -98,9 +99,16 @@ func (s *Status) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clear()
-	_, err := io.WriteString(s.w, s.r.String(string(p)))
+	_, err := io.WriteString(s.w, s.redact(string(p)))
 	s.draw()
 	return len(p), err
+}
+
+func (s *Status) redact(v string) string {
+	if s.r == nil {
+		return v
+	}
+	return s.r.String(v)
 }
 
 // Printf prints one line.
@@ -132,6 +140,36 @@ func (s *Status) Start(title string) *Step {
 	return st
 }
 
+// SetTitle changes the title the step's line will end with.
+func (st *Step) SetTitle(title string) {
+	if st.s == nil {
+		st.title = title
+		return
+	}
+	st.s.mu.Lock()
+	st.title = title
+	st.s.mu.Unlock()
+}
+
+// Title is the step's title.
+func (st *Step) Title() string {
+	if st.s == nil {
+		return st.title
+	}
+	st.s.mu.Lock()
+	defer st.s.mu.Unlock()
+	return st.title
+}
+
+// Do runs f as a step titled title and ends it with f's error, which it
+// returns.
+func (s *Status) Do(title string, f func() error) error {
+	st := s.Start(title)
+	err := f()
+	st.End(err)
+	return err
+}
+
 // End prints the step's line: ✓ when err is nil, ✗ and the error otherwise.
 // Ending a step twice prints once.
 func (st *Step) End(err error) {
@@ -150,7 +188,7 @@ func (st *Step) End(err error) {
 	s.clear()
 	took := time.Since(st.start).Round(100 * time.Millisecond)
 	if err != nil {
-		fmt.Fprintf(s.w, "✗ %s (%s): %s\n", st.title, took, s.r.String(err.Error()))
+		fmt.Fprintf(s.w, "✗ %s (%s): %s\n", st.title, took, s.redact(err.Error()))
 	} else {
 		fmt.Fprintf(s.w, "✓ %s (%s)\n", st.title, took)
 	}
