@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+
 	"github.com/kbootstrap/kbootstrap/progress"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -36,7 +38,7 @@ func adminRun(ctx context.Context, inv *inventory.Inventory, conn node.Connector
 			continue
 		}
 		n = node.Sudo(n)
-		if _, err := n.Stat(ctx, adminConf); err != nil {
+		if _, err := n.Stat(ctx, kubeadm.AdminConf); err != nil {
 			continue
 		}
 		if _, err := n.Run(ctx, kubectlCmd+" --server https://"+net.JoinHostPort(in.InternalIP(), "6443")+" get --raw /readyz", node.HideOutput()); err != nil {
@@ -215,29 +217,6 @@ func leaveEtcd(ctx context.Context, other *run, in inventory.Node) error {
 		return err
 	}
 	defer cli.Close()
-	ms, err := cli.Members(ctx)
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if m.Name == in.Name || strings.Contains(strings.Join(m.PeerURLs, ","), "//"+in.InternalIP()+":") {
-			id, err := parseHexID(m.ID)
-			if err != nil {
-				return err
-			}
-			if _, err := cli.MemberRemove(ctx, id); err != nil {
-				return fmt.Errorf("etcd member remove %s: %w", m.ID, err)
-			}
-		}
-	}
-	ms, err = cli.Members(ctx)
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if m.Name == in.Name {
-			return fmt.Errorf("etcd member %s of %s is still there", m.ID, in.Name)
-		}
-	}
-	return nil
+	_, err = cli.RemoveNodeMembers(ctx, in.Name, in.InternalIP())
+	return err
 }

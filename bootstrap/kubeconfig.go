@@ -1,12 +1,9 @@
 package bootstrap
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os"
 
-	"k8s.io/client-go/tools/clientcmd"
+	"github.com/kbootstrap/kbootstrap/kubeadm"
 )
 
 type kubeconfigPhase struct{}
@@ -32,33 +29,8 @@ func (p *kubeconfigPhase) Run(ctx context.Context, c *run) error {
 	return err
 }
 
-// writeKubeconfig fetches admin.conf, points it at the endpoint and writes
-// it to path (0600) unless it already holds exactly that.
+// writeKubeconfig writes the first control plane's admin.conf, pointed at
+// the endpoint, to path (0600) unless it already holds exactly that.
 func (c *run) writeKubeconfig(ctx context.Context, path string) (bool, error) {
-	raw, err := c.nodes[c.first].ReadFile(ctx, adminConf)
-	if err != nil {
-		return false, fmt.Errorf("node %s: %w", c.first, err)
-	}
-	cfg, err := clientcmd.Load(raw)
-	if err != nil {
-		return false, fmt.Errorf("node %s: %s: %w", c.first, adminConf, err)
-	}
-	for _, cl := range cfg.Clusters {
-		cl.Server = "https://" + c.endpoint
-	}
-	out, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return false, err
-	}
-	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, out) {
-		return false, os.Chmod(path, 0o600)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o600); err != nil {
-		return false, err
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return false, err
-	}
-	return true, os.Rename(tmp, path)
+	return kubeadm.WriteAdminKubeconfig(ctx, c.nodes[c.first], c.endpoint, path)
 }

@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kbootstrap/kbootstrap/internal/poll"
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 )
@@ -68,7 +71,7 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 		}
 	}
 	var cidrs map[string]string
-	err = poll(ctx, c.opts.ReadyTimeout, func() error {
+	err = poll.Until(ctx, c.opts.ReadyTimeout, pollInterval, "pod network", func(ctx context.Context) error {
 		nodes, err := c.clusterNodes(ctx)
 		if err != nil {
 			return err
@@ -86,7 +89,7 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 			return fmt.Errorf("no podCIDR assigned yet to %s (is the controller-manager allocating node CIDRs?)", strings.Join(missing, ", "))
 		}
 		return nil
-	}, "pod network")
+	})
 	if err != nil {
 		return err
 	}
@@ -156,4 +159,4 @@ func (c *run) applyManifest(ctx context.Context, file string) error {
 	return err
 }
 
-var errNoCluster = errors.New("no control plane holds " + adminConf)
+var errNoCluster = errors.New("no control plane holds " + kubeadm.AdminConf)

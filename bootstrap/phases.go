@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/internal/poll"
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+
 	playbooks "github.com/kbootstrap/kbootstrap/ansible-free-playbooks"
 	"github.com/kbootstrap/kbootstrap/etcd"
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -224,13 +227,13 @@ func (c *run) caHashOnce(ctx context.Context) (string, error) {
 	if c.caHash != "" {
 		return c.caHash, nil
 	}
-	b, err := c.nodes[c.first].ReadFile(ctx, caCert)
+	b, err := c.nodes[c.first].ReadFile(ctx, kubeadm.CACert)
 	if err != nil {
 		return "", fmt.Errorf("node %s: %w", c.first, err)
 	}
 	h, err := CAHash(b)
 	if err != nil {
-		return "", fmt.Errorf("node %s: %s: %w", c.first, caCert, err)
+		return "", fmt.Errorf("node %s: %s: %w", c.first, kubeadm.CACert, err)
 	}
 	c.caHash = h
 	return h, nil
@@ -443,12 +446,10 @@ func (p *joinWorkersPhase) Run(ctx context.Context, c *run) error {
 
 // ---- etcd ----
 
-// etcdClient reaches etcd through the first control plane with the
-// kube-apiserver's client certificate.
+// etcdClient reaches etcd through the first control plane as its
+// kube-apiserver does.
 func (c *run) etcdClient(ctx context.Context) (*etcd.Client, error) {
-	f := etcd.ClientFlags{Endpoints: []string{"https://127.0.0.1:2379"}, CACert: "/etc/kubernetes/pki/etcd/ca.crt",
-		Cert: "/etc/kubernetes/pki/apiserver-etcd-client.crt", Key: "/etc/kubernetes/pki/apiserver-etcd-client.key"}
-	return etcd.Connect(ctx, c.nodes[c.first], f, etcd.ClientOptions{Timeout: 10 * time.Second})
+	return etcd.ConnectAsAPIServer(ctx, c.nodes[c.first], etcd.ClientOptions{Timeout: 10 * time.Second})
 }
 
 func (c *run) etcdMembers(ctx context.Context) ([]etcd.Member, error) {
@@ -461,8 +462,8 @@ func (c *run) etcdMembers(ctx context.Context) ([]etcd.Member, error) {
 }
 
 // removeStrayMember removes an etcd member a failed join of in left behind
-// (one not in before, named after in or with its peer address), so that the
-// cluster's quorum does not count a member that will never start.
+// (one not in before, of in by name or peer address), so that the cluster's
+// quorum does not count a member that will never start.
 func (c *run) removeStrayMember(ctx context.Context, in inventory.Node, before []etcd.Member) error {
 	ctx = context.WithoutCancel(ctx)
 	cli, err := c.etcdClient(ctx)
@@ -470,35 +471,30 @@ func (c *run) removeStrayMember(ctx context.Context, in inventory.Node, before [
 		return fmt.Errorf("node %s: could not check for an etcd member left by the failed join: %w", in.Name, err)
 	}
 	defer cli.Close()
+	stray := func(m etcd.Member) bool {
+		return m.OfNode(in.Name, in.InternalIP()) && !slices.ContainsFunc(before, func(b etcd.Member) bool { return b.ID == m.ID })
+	}
 	var removed []string
-	var errs []error
-	for attempt := 0; attempt < 3; attempt++ {
+	err = poll.Until(ctx, 10*time.Second, 2*time.Second, "node "+in.Name+": etcd members listed", func(ctx context.Context) error {
 		ms, err := cli.Members(ctx)
 		if err != nil {
-			errs = append(errs, err)
-			time.Sleep(2 * time.Second)
-			continue
+			return err
 		}
-		errs = nil
-		for _, m := range ms {
-			if memberIn(before, m.ID) {
-				continue
-			}
-			peer := strings.Contains(strings.Join(m.PeerURLs, ","), "//"+in.InternalIP()+":")
-			if m.Name != in.Name && !peer {
-				continue
-			}
-			id, _ := parseHexID(m.ID)
-			if _, err := cli.MemberRemove(ctx, id); err != nil {
+		var errs []error
+		for _, m := range etcd.FindMembers(ms, stray) {
+			if err := cli.RemoveMember(ctx, m); err != nil {
 				errs = append(errs, fmt.Errorf("etcd member remove %s (%s): %w", m.ID, in.Name, err))
 				continue
 			}
 			removed = append(removed, m.ID)
 		}
-		break
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("node %s: an etcd member of the failed join may be left (check `kbootstrap etcd members`): %w", in.Name, errors.Join(errs...))
+		if len(errs) > 0 {
+			return poll.Stop(errors.Join(errs...))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: an etcd member of the failed join may be left (check `kbootstrap etcd members`): %w", in.Name, err)
 	}
 	if len(removed) > 0 {
 		msg := fmt.Sprintf("node %s: the failed join had added etcd member %s: removed it, so the cluster's quorum does not wait for it; `kbootstrap reset --host %s` before trying again", in.Name, strings.Join(removed, ", "), in.Name)
@@ -506,21 +502,6 @@ func (c *run) removeStrayMember(ctx context.Context, in inventory.Node, before [
 		return errors.New(msg)
 	}
 	return nil
-}
-
-func memberIn(ms []etcd.Member, id string) bool {
-	for _, m := range ms {
-		if m.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-func parseHexID(s string) (uint64, error) {
-	var id uint64
-	_, err := fmt.Sscanf(s, "%x", &id)
-	return id, err
 }
 
 // waitEtcdMember waits until in's etcd member is started (has a name and
@@ -531,7 +512,7 @@ func (c *run) waitEtcdMember(ctx context.Context, in inventory.Node) error {
 		return err
 	}
 	defer cli.Close()
-	return poll(ctx, c.opts.ReadyTimeout, func() error {
+	return poll.Until(ctx, c.opts.ReadyTimeout, pollInterval, "node "+in.Name+": etcd member healthy", func(ctx context.Context) error {
 		ms, err := cli.Members(ctx)
 		if err != nil {
 			return err
@@ -549,12 +530,12 @@ func (c *run) waitEtcdMember(ctx context.Context, in inventory.Node) error {
 			return nil
 		}
 		return fmt.Errorf("no etcd member named %s", in.Name)
-	}, "node "+in.Name+": etcd member healthy")
+	})
 }
 
 // waitReady waits until the Node is Ready.
 func (c *run) waitReady(ctx context.Context, name string) error {
-	err := poll(ctx, c.opts.ReadyTimeout, func() error {
+	err := poll.Until(ctx, c.opts.ReadyTimeout, pollInterval, "node "+name+": Ready", func(ctx context.Context) error {
 		nodes, err := c.clusterNodes(ctx)
 		if err != nil {
 			return err
@@ -567,29 +548,11 @@ func (c *run) waitReady(ctx context.Context, name string) error {
 			return errors.New("not Ready")
 		}
 		return nil
-	}, "node "+name+": Ready")
+	})
 	if err == nil {
 		c.mu.Lock()
 		c.facts[name].Ready = true
 		c.mu.Unlock()
 	}
 	return err
-}
-
-// poll calls f every half second until it succeeds or timeout passes; the
-// error names what was awaited and f's last error.
-func poll(ctx context.Context, timeout time.Duration, f func() error, what string) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: not after %s: %w", what, timeout, err)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+
 	"github.com/kbootstrap/kbootstrap/progress"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -23,15 +25,15 @@ const (
 	// ConfigDir holds kbootstrap's kubeadm configurations while they are
 	// used (mode 0700; files 0600, removed after use).
 	ConfigDir      = "/etc/kbootstrap"
-	adminConf      = "/etc/kubernetes/admin.conf"
-	caCert         = "/etc/kubernetes/pki/ca.crt"
-	kubectlCmd     = "kubectl --kubeconfig " + adminConf
+	kubectlCmd     = "kubectl --kubeconfig " + kubeadm.AdminConf
 	ownTokenTTL    = "1h0m0s"
 	certsSecret    = "kubeadm-certs"
 	certsSecretTTL = 2 * time.Hour
 	// kubeadmConfigMap is what kubeadm join reads the cluster's
 	// configuration from (kube-system).
 	kubeadmConfigMap = "kubeadm-config"
+	// pollInterval is how often a wait looks again.
+	pollInterval = 500 * time.Millisecond
 )
 
 // Phase is one step of a run. Prepare decides from the facts what the phase
@@ -166,7 +168,7 @@ func execute(ctx context.Context, opts Options, joinOnly bool) (*Result, error) 
 		return nil, err
 	}
 	if joinOnly && !c.formed {
-		return nil, fmt.Errorf("no control plane of %s holds %s: there is no cluster to join yet (run kbootstrap init)", inv.File, adminConf)
+		return nil, fmt.Errorf("no control plane of %s holds %s: there is no cluster to join yet (run kbootstrap init)", inv.File, kubeadm.AdminConf)
 	}
 	if joinOnly && c.initIncomplete {
 		return nil, fmt.Errorf("node %s: the kubeadm init there did not finish (no %s ConfigMap): run kbootstrap init to resume it", c.first, kubeadmConfigMap)
@@ -229,7 +231,7 @@ func (c *run) kubeconfigPath() string {
 	if c.opts.KubeconfigOut != "" {
 		return c.opts.KubeconfigOut
 	}
-	return "./" + c.inv.Name + ".kubeconfig"
+	return kubeadm.DefaultKubeconfigPath(c.inv.Name)
 }
 
 // toJoin lists the selected Kubernetes nodes that are not in the cluster.

@@ -15,15 +15,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/report"
 )
 
 // Audit defaults.
-const (
-	DefaultPKIDir   = "/etc/kubernetes/pki"
-	DefaultScanRoot = "/etc/kubernetes"
-)
+const ()
 
 // AuditOptions tune Audit.
 type AuditOptions struct {
@@ -97,10 +96,10 @@ func (a *auditor) rel(p string) string {
 // cancelled ctx.
 func Audit(ctx context.Context, n node.Node, opts AuditOptions) ([]report.Finding, error) {
 	if opts.PKIDir == "" {
-		opts.PKIDir = DefaultPKIDir
+		opts.PKIDir = kubeadm.PKIDir
 	}
 	if len(opts.ScanRoots) == 0 {
-		opts.ScanRoots = []string{DefaultScanRoot}
+		opts.ScanRoots = []string{kubeadm.KubernetesDir}
 	}
 	if opts.WarnWithin == 0 {
 		opts.WarnWithin = 30 * 24 * time.Hour
@@ -122,11 +121,11 @@ func Audit(ctx context.Context, n node.Node, opts AuditOptions) ([]report.Findin
 func (a *auditor) apiServer(ctx context.Context) {
 	f, err := DiscoverFlags(ctx, a.n)
 	if f.Process == nil && f.Manifest == nil {
-		a.add(CheckAPIServerFlags, APIServerManifest, report.Fail, "%v", err)
+		a.add(CheckAPIServerFlags, kubeadm.APIServerManifest, report.Fail, "%v", err)
 		return
 	}
 	a.api = &f
-	file := APIServerManifest
+	file := kubeadm.APIServerManifest
 	where := "manifest"
 	if f.Source == SourceProcess {
 		where = fmt.Sprintf("running kube-apiserver (pid %d)", f.PID)
@@ -166,11 +165,11 @@ func (a *auditor) etcdStatic(ctx context.Context) {
 		a.add(CheckEtcdRunning, "", report.Fail, "%v", err)
 		return
 	}
-	margv, menv, err := readManifest(ctx, a.n, EtcdManifest, etcdContainer)
+	margv, menv, err := readManifest(ctx, a.n, kubeadm.EtcdManifest, etcdContainer)
 	if err != nil {
-		a.add(CheckEtcdRunning, EtcdManifest, report.Fail, "%v", err)
+		a.add(CheckEtcdRunning, kubeadm.EtcdManifest, report.Fail, "%v", err)
 	}
-	a.efile = EtcdManifest
+	a.efile = kubeadm.EtcdManifest
 	var effective Args
 	switch {
 	case proc != nil:
@@ -188,14 +187,14 @@ func (a *auditor) etcdStatic(ctx context.Context) {
 		a.add(CheckEtcdRunning, a.efile, report.OK, "etcd runs (pid %d); flags read from the live process", proc.PID)
 		if margv != nil {
 			if d := ArgDifferences(cmd, ParseEtcdArgs(margv)); len(d) > 0 {
-				a.add(CheckEtcdDrift, EtcdManifest, report.Warn, "running etcd differs from its manifest (the checks judge the running process): %s", strings.Join(d, "; "))
+				a.add(CheckEtcdDrift, kubeadm.EtcdManifest, report.Warn, "running etcd differs from its manifest (the checks judge the running process): %s", strings.Join(d, "; "))
 			}
 		}
 	case margv != nil:
 		effective, _ = EtcdEffectiveArgs(ParseEtcdArgs(margv), menv, nil)
-		a.add(CheckEtcdRunning, EtcdManifest, report.Warn, "no etcd process runs on this node; judging the manifest")
+		a.add(CheckEtcdRunning, kubeadm.EtcdManifest, report.Warn, "no etcd process runs on this node; judging the manifest")
 	default:
-		a.add(CheckEtcdRunning, "", report.Warn, "no etcd runs on this node and %s does not exist (external etcd?): etcd's own flags were not audited here; run the audit on the etcd hosts", EtcdManifest)
+		a.add(CheckEtcdRunning, "", report.Warn, "no etcd runs on this node and %s does not exist (external etcd?): etcd's own flags were not audited here; run the audit on the etcd hosts", kubeadm.EtcdManifest)
 		return
 	}
 	a.etcd = &effective

@@ -90,11 +90,7 @@ func membersVia(ctx context.Context, c node.Connector, in inventory.Node, opts M
 
 // MembersOf lists etcd's members as n's kube-apiserver sees them.
 func MembersOf(ctx context.Context, n node.Node, opts MembersOptions) (MembersReport, error) {
-	f, err := DiscoverFlags(ctx, n)
-	if err != nil {
-		return MembersReport{}, err
-	}
-	cli, err := Connect(ctx, n, f.ClientFlags, ClientOptions{Timeout: opts.Timeout})
+	cli, err := ConnectAsAPIServer(ctx, n, ClientOptions{Timeout: opts.Timeout})
 	if err != nil {
 		return MembersReport{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -151,7 +152,7 @@ func DiscoverFlags(ctx context.Context, n node.Node) (NodeFlags, error) {
 	if err != nil {
 		return out, err
 	}
-	margv, _, err := readManifest(ctx, n, APIServerManifest, apiServerContainer)
+	margv, _, err := readManifest(ctx, n, kubeadm.APIServerManifest, apiServerContainer)
 	if err != nil {
 		return out, err
 	}
@@ -171,13 +172,13 @@ func DiscoverFlags(ctx context.Context, n node.Node) (NodeFlags, error) {
 		if out.Manifest != nil {
 			out.Differences = Differences(*out.Process, *out.Manifest)
 		} else {
-			out.Differences = []string{"kube-apiserver runs but " + APIServerManifest + " does not exist"}
+			out.Differences = []string{"kube-apiserver runs but " + kubeadm.APIServerManifest + " does not exist"}
 		}
 	case out.Manifest != nil:
 		out.Source = SourceManifest
 		out.ClientFlags = ClientFlagsFromArgs(*out.Manifest)
 	default:
-		return out, fmt.Errorf("node %s: no kube-apiserver process runs and %s does not exist", n.Name(), APIServerManifest)
+		return out, fmt.Errorf("node %s: no kube-apiserver process runs and %s does not exist", n.Name(), kubeadm.APIServerManifest)
 	}
 	if err := out.ClientFlags.Validate(); err != nil {
 		return out, fmt.Errorf("node %s: %s flags: %w", n.Name(), out.Source, err)

@@ -13,9 +13,6 @@ import (
 
 // The static pod manifests kubeadm writes.
 const (
-	ManifestDir        = "/etc/kubernetes/manifests"
-	APIServerManifest  = ManifestDir + "/kube-apiserver.yaml"
-	EtcdManifest       = ManifestDir + "/etcd.yaml"
 	apiServerProcess   = "kube-apiserver"
 	etcdProcess        = "etcd"
 	apiServerContainer = "kube-apiserver"

@@ -13,8 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kbootstrap/kbootstrap/report"
 	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/kbootstrap/kbootstrap/report"
 )
 
 // The check identifiers (documented in doc.go).

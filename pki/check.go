@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/report"
@@ -192,7 +194,7 @@ func checkRemote(ctx context.Context, o Options, in inventory.Node, now time.Tim
 		perNode = min(perNode, maxSudoReads)
 	}
 	n := node.Sudo(conn)
-	d := dirs{PKI: DefaultPKIDir, Kubeconfig: DefaultKubernetesDir, Manifests: DefaultManifestsDir, PKIFromManifest: true, Batch: !conn.Privileged()}
+	d := dirs{PKI: kubeadm.PKIDir, Kubeconfig: kubeadm.KubernetesDir, Manifests: kubeadm.ManifestsDir, PKIFromManifest: true, Batch: !conn.Privileged()}
 	snap, err := gather(ctx, n, d, perNode)
 	if err != nil {
 		return nil, err

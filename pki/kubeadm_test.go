@@ -88,8 +88,8 @@ networking:
 	return s
 }
 
-// kubeadm runs the kubeadm binary chrooted into root.
-func kubeadm(t *testing.T, bin, root string, args ...string) string {
+// runKubeadm runs the kubeadm binary chrooted into root.
+func runKubeadm(t *testing.T, bin, root string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--rootfs", root}, args...)...)
 	var out, errb bytes.Buffer
@@ -121,7 +121,7 @@ func kubeadmInit(t *testing.T, bin string, c kubeadmCluster, casFrom, root strin
 		}
 	}
 	for _, phase := range [][]string{{"certs", "all"}, {"kubeconfig", "all"}, {"control-plane", "all"}, {"etcd", "local"}} {
-		kubeadm(t, bin, root, append(append([]string{"init", "phase"}, phase...), "--config", "/cfg.yaml")...)
+		runKubeadm(t, bin, root, append(append([]string{"init", "phase"}, phase...), "--config", "/cfg.yaml")...)
 	}
 	return root
 }
@@ -138,7 +138,7 @@ var columns = regexp.MustCompile(`\s{2,}`)
 // both of its tables.
 func checkExpiration(t *testing.T, bin, root string) map[string]expiration {
 	t.Helper()
-	out := kubeadm(t, bin, root, "certs", "check-expiration", "--config", "/cfg.yaml")
+	out := runKubeadm(t, bin, root, "certs", "check-expiration", "--config", "/cfg.yaml")
 	rows := map[string]expiration{}
 	section := ""
 	for _, line := range strings.Split(out, "\n") {

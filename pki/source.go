@@ -14,13 +14,6 @@ import (
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
-// Where kubeadm keeps things on a control plane.
-const (
-	DefaultKubernetesDir = "/etc/kubernetes"
-	DefaultPKIDir        = "/etc/kubernetes/pki"
-	DefaultManifestsDir  = "/etc/kubernetes/manifests"
-)
-
 // dirs are the directories audited on one node.
 type dirs struct {
 	PKI, Kubeconfig, Manifests string

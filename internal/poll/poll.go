@@ -6,6 +6,7 @@ package poll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,13 +20,30 @@ func Until(ctx context.Context, timeout, interval time.Duration, what string, ch
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		last = check(ctx)
+		var stop *stopError
+		if errors.As(last, &stop) {
+			last = stop.err
+			return false, stop
+		}
 		return last == nil, nil
 	})
 	if err == nil {
 		return nil
+	}
+	if _, ok := err.(*stopError); ok {
+		return fmt.Errorf("%s: %w", what, last)
 	}
 	if last == nil {
 		last = err
 	}
 	return fmt.Errorf("%s: not within %s: %w", what, timeout, last)
 }
+
+// Stop wraps an error that no later check can cure: Until returns it at
+// once instead of waiting on.
+func Stop(err error) error { return &stopError{err} }
+
+type stopError struct{ err error }
+
+func (e *stopError) Error() string { return e.err.Error() }
+func (e *stopError) Unwrap() error { return e.err }

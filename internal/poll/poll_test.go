@@ -20,6 +20,7 @@ func TestUntil(t *testing.T) {
 		{"passes at once", 1, nil, "", 1},
 		{"passes on the third call", 3, nil, "", 3},
 		{"times out with the last error", 0, nil, "thing: not within 300ms: not yet", 2},
+		{"stopped", -1, nil, "thing: not yet", 1},
 		{"context cancelled", 0, func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 120*time.Millisecond)
 		}, "thing: not within 300ms: not yet", 1},
@@ -36,6 +37,9 @@ func TestUntil(t *testing.T) {
 				if calls == tc.passAt {
 					return nil
 				}
+				if tc.passAt < 0 {
+					return Stop(errNotYet)
+				}
 				return errNotYet
 			})
 			switch {
@@ -43,6 +47,9 @@ func TestUntil(t *testing.T) {
 				t.Fatalf("err = %v", err)
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, errNotYet)):
 				t.Fatalf("err = %v, want %q wrapping the check's error", err, tc.wantErr)
+			}
+			if tc.passAt < 0 && calls != 1 {
+				t.Errorf("a stopped check was called %d times", calls)
 			}
 			if calls < tc.minCalls {
 				t.Errorf("%d calls, want at least %d", calls, tc.minCalls)

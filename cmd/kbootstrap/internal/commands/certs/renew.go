@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
@@ -56,7 +58,7 @@ within the window is refused.`,
 				opts.Inventory, opts.Nodes, opts.Connector = inv, nodes, pool
 				opts.KubeconfigOut = f.kubeconfig
 				if opts.KubeconfigOut == "" {
-					opts.KubeconfigOut = "./" + inv.Name + ".kubeconfig"
+					opts.KubeconfigOut = kubeadm.DefaultKubeconfigPath(inv.Name)
 				}
 			}
 			if err := renew.Run(cmd.Context(), opts); err != nil {
