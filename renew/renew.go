@@ -4,30 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/kbootstrap/kbootstrap/progress"
-
 	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/pki"
-	"github.com/kbootstrap/kbootstrap/report"
+	"github.com/kbootstrap/kbootstrap/progress"
 )
 
-// Where kubeadm keeps its files, and where the renewal keeps its own.
+// Where the renewal keeps its own files on a node.
 const (
-	KubernetesDir = "/etc/kubernetes"
-	ManifestsDir  = KubernetesDir + "/manifests"
-	asideDir      = KubernetesDir + "/kbootstrap-aside"
-	StateDir      = "/var/lib/kbootstrap"
-	BackupDir     = StateDir + "/certs-backup"
-	LockFile      = StateDir + "/certs-renew.lock"
+	StateDir  = "/var/lib/kbootstrap"
+	BackupDir = StateDir + "/certs-backup"
+	LockFile  = StateDir + "/certs-renew.lock"
 )
 
 // Renewable are the names `kubeadm certs renew` takes, as pki names them.
@@ -104,7 +97,7 @@ type Options struct {
 	// manager and scheduler build up while their API server restarts.
 	Timeout time.Duration
 
-	Out    io.Writer
+	// Status receives every line of progress (nil: none).
 	Status *progress.Status
 	Now    func() time.Time
 }
@@ -124,9 +117,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 6 * time.Minute
-	}
-	if o.Out == nil {
-		o.Out = io.Discard
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -213,7 +203,7 @@ func (o Options) run(ctx context.Context, renewedNodes *[]string) error {
 		if earliest != nil {
 			msg += fmt.Sprintf(" (the first, %s on %s, expires %s)", earliest.Name, earliest.Node, earliest.NotAfter.Format(time.RFC3339))
 		}
-		fmt.Fprintln(o.Out, msg)
+		o.Status.Printf("%s", msg)
 		return nil
 	}
 
@@ -226,21 +216,21 @@ func (o Options) run(ctx context.Context, renewedNodes *[]string) error {
 		msg, ok, err := kubeletRotation(ctx, targets[i].n)
 		switch {
 		case err != nil:
-			fmt.Fprintf(o.Out, "%s: warning: kubelet.conf: cannot tell whether the kubelet rotates its certificate: %v\n", targets[i].name, err)
+			o.Status.Printf("%s: warning: kubelet.conf: cannot tell whether the kubelet rotates its certificate: %v", targets[i].name, err)
 		case !ok:
-			fmt.Fprintf(o.Out, "%s: warning: kubelet.conf: %s\n", targets[i].name, msg)
+			o.Status.Printf("%s: warning: kubelet.conf: %s", targets[i].name, msg)
 		default:
-			fmt.Fprintf(o.Out, "%s: kubelet.conf: %s\n", targets[i].name, msg)
+			o.Status.Printf("%s: kubelet.conf: %s", targets[i].name, msg)
 		}
 	}
 	if o.DryRun {
 		for _, t := range targets {
 			if len(t.due) == 0 {
-				fmt.Fprintf(o.Out, "%s: nothing expires within %s\n", t.name, o.Within)
+				o.Status.Printf("%s: nothing expires within %s", t.name, o.Within)
 				continue
 			}
-			fmt.Fprintf(o.Out, "%s: would renew (expiring: %s): lock %s, back up %s to %s, %s, %s, verify\n",
-				t.name, names(t.due), LockFile, KubernetesDir, BackupDir, strings.Join(o.kubeadmCmds(), "; "), restartPlan(restarted(o.Certs)))
+			o.Status.Printf("%s: would renew (expiring: %s): lock %s, back up %s to %s, %s, %s, verify",
+				t.name, names(t.due), LockFile, kubeadm.KubernetesDir, BackupDir, strings.Join(o.kubeadmCmds(), "; "), restartPlan(restarted(o.Certs)))
 		}
 		return nil
 	}
@@ -249,7 +239,7 @@ func (o Options) run(ctx context.Context, renewedNodes *[]string) error {
 	for i := range targets {
 		t := &targets[i]
 		if len(t.due) == 0 {
-			fmt.Fprintf(o.Out, "%s: nothing expires within %s\n", t.name, o.Within)
+			o.Status.Printf("%s: nothing expires within %s", t.name, o.Within)
 			continue
 		}
 		err := o.renewNode(ctx, t)
@@ -279,7 +269,7 @@ func (o Options) run(ctx context.Context, renewedNodes *[]string) error {
 			return err
 		}
 	}
-	fmt.Fprintln(o.Out, "certificates renewed")
+	o.Status.Printf("certificates renewed")
 	return nil
 }
 
@@ -325,7 +315,7 @@ func (o Options) audit(ctx context.Context, only []inventory.Node, within time.D
 	}
 	po := pki.Options{WarnWithin: w, FailWithin: -1, Now: o.Now}
 	if o.Local != nil {
-		po.Local = &pki.LocalSource{PKIDir: KubernetesDir + "/pki", KubeconfigDir: KubernetesDir, ManifestsDir: ManifestsDir, Node: o.Local}
+		po.Local = &pki.LocalSource{PKIDir: kubeadm.PKIDir, KubeconfigDir: kubeadm.KubernetesDir, ManifestsDir: kubeadm.ManifestsDir, Node: o.Local}
 	} else {
 		po.Inventory, po.Nodes, po.Connector = o.Inventory, o.Nodes, o.Connector
 		if only != nil {
@@ -357,222 +347,9 @@ func (o Options) targets(ctx context.Context, res *pki.Result) ([]target, error)
 	return out, nil
 }
 
-// renewNode renews one control plane under its lock; on failure it restores
-// the backup and says so in the error.
-func (o Options) renewNode(ctx context.Context, t *target) (err error) {
-	st := o.Status.Start(t.name + ": lock")
-	l, err := o.lock(ctx, t)
-	st.End(err)
-	if err != nil {
-		return fmt.Errorf("node %s: %w", t.name, err)
-	}
-	defer l.release()
-
-	var only []inventory.Node
-	if o.Local == nil {
-		only = []inventory.Node{t.in}
-	}
-	pre, err := o.audit(ctx, only, -1)
-	if err != nil {
-		return fmt.Errorf("node %s: %w", t.name, err)
-	}
-	// Judged again under the lock: another run may have renewed the node
-	// between our audit and the lock.
-	limit := o.Now().Add(o.Within)
-	due := false
-	for _, c := range pre.Certificates {
-		if !c.ExternallyManaged && o.wanted(c.Name) && c.NotAfter.Before(limit) {
-			due = true
-		}
-	}
-	if !due {
-		fmt.Fprintf(o.Out, "%s: renewed meanwhile by another run: nothing expires within %s now\n", t.name, o.Within)
-		return errSkipped
-	}
-	st = o.Status.Start(t.name + ": every etcd member healthy")
-	err = o.poll(ctx, "every etcd member healthy", func(ctx context.Context) error { return clusterHealthy(ctx, t.n) })
-	st.End(err)
-	if err != nil {
-		return fmt.Errorf("node %s: %w (nothing changed: a renewal restarts this node's etcd member, which needs the others)", t.name, err)
-	}
-	st = o.Status.Start(t.name + ": backup of " + KubernetesDir)
-	backup, err := o.backup(ctx, t.n)
-	st.End(err)
-	if err != nil {
-		return fmt.Errorf("node %s: backup: %w (nothing changed)", t.name, err)
-	}
-	fmt.Fprintf(o.Out, "%s: backup %s\n", t.name, backup)
-
-	if err := o.change(ctx, t, pre); err != nil {
-		st := o.Status.Start(t.name + ": restoring " + backup)
-		rerr := o.restore(ctx, t, backup)
-		st.End(rerr)
-		if rerr != nil {
-			return fmt.Errorf("node %s: %w; restoring the backup %s failed too: %w", t.name, err, backup, rerr)
-		}
-		return fmt.Errorf("node %s: %w; backup %s restored, the node serves again", t.name, err, backup)
-	}
-	return nil
-}
-
-// change renews, restarts and verifies.
-func (o Options) change(ctx context.Context, t *target, pre *pki.Result) error {
-	for _, c := range o.kubeadmCmds() {
-		st := o.Status.Start(t.name + ": " + c)
-		_, err := t.n.Run(ctx, c)
-		st.End(err)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c, err)
-		}
-	}
-	if err := o.restartAll(ctx, t, restarted(o.Certs)); err != nil {
-		return err
-	}
-	st := o.Status.Start(t.name + ": verifying the served certificates and the audit")
-	err := o.verify(ctx, t, pre)
-	st.End(err)
+// writeKubeconfig writes the node's admin.conf, pointed at the endpoint, to
+// o.KubeconfigOut (0600).
+func (o Options) writeKubeconfig(ctx context.Context, n node.Node) error {
+	_, err := kubeadm.WriteAdminKubeconfig(ctx, n, o.Inventory.Endpoint(), o.KubeconfigOut)
 	return err
-}
-
-// restartAll drains the node's API server from the load balancer, restarts
-// its static pods one at a time, gates on the health of all of them and
-// undrains it.
-func (o Options) restartAll(ctx context.Context, t *target, want []string) (err error) {
-	all, err := o.present(ctx, t.n)
-	if err != nil {
-		return err
-	}
-	var cs []string
-	for _, c := range all {
-		if slices.Contains(want, c) {
-			cs = append(cs, c)
-		}
-	}
-	if len(cs) == 0 {
-		return nil
-	}
-	drained := false
-	if slices.Contains(cs, "kube-apiserver") {
-		st := o.Status.Start(t.name + ": draining the API server (new connections refused)")
-		drained, err = o.drain(ctx, t.n)
-		st.End(err)
-		if err != nil {
-			return err
-		}
-	}
-	if drained {
-		defer func() {
-			st := o.Status.Start(t.name + ": undraining the API server")
-			uerr := o.undrain(ctx, t.n)
-			st.End(uerr)
-			if err == nil {
-				err = uerr
-			}
-		}()
-	}
-	for _, c := range cs {
-		st := o.Status.Start(t.name + ": restarting " + c)
-		err := o.restart(ctx, t, c)
-		st.End(err)
-		if err != nil {
-			return fmt.Errorf("restarting %s: %w", c, err)
-		}
-	}
-	st := o.Status.Start(t.name + ": " + strings.Join(all, ", ") + " healthy")
-	err = o.healthAll(ctx, t, healthOrder(all), slices.Contains(cs, "kube-apiserver"))
-	st.End(err)
-	return err
-}
-
-// present are the components whose static pod manifest is on the node, in
-// restart order (no etcd with an external etcd).
-func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
-	var out []string
-	for _, c := range components {
-		_, err := n.Stat(ctx, ManifestsDir+"/"+c+".yaml")
-		if errors.Is(err, fs.ErrNotExist) {
-			// Left aside by a run that died before moving it back.
-			if _, aerr := n.Stat(ctx, asideDir+"/"+c+".yaml"); aerr == nil {
-				if _, err := n.Run(ctx, fmt.Sprintf("mv %s/%s.yaml %s/", asideDir, c, ManifestsDir)); err != nil {
-					return nil, err
-				}
-				fmt.Fprintf(o.Out, "%s: %s.yaml was left in %s by an earlier run: moved back\n", n.Name(), c, asideDir)
-				err = nil
-			} else {
-				continue
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if !slices.Contains(out, "kube-apiserver") {
-		return nil, fmt.Errorf("no %s/kube-apiserver.yaml: not a control plane", ManifestsDir)
-	}
-	return out, nil
-}
-
-// healthOrder puts etcd first: the API server's readiness depends on it.
-func healthOrder(cs []string) []string {
-	out := slices.Clone(cs)
-	slices.SortStableFunc(out, func(a, b string) int {
-		switch {
-		case a == "etcd" && b != "etcd":
-			return -1
-		case b == "etcd" && a != "etcd":
-			return 1
-		}
-		return 0
-	})
-	return out
-}
-
-// verify checks that the node serves the certificates on disk, later than
-// before where renewed, and that the audit finds no new failure.
-func (o Options) verify(ctx context.Context, t *target, pre *pki.Result) error {
-	var only []inventory.Node
-	if o.Local == nil {
-		only = []inventory.Node{t.in}
-	}
-	post, err := o.audit(ctx, only, -1)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, c := range post.Certificates {
-		if !o.wanted(c.Name) {
-			continue
-		}
-		for _, b := range pre.Certificates {
-			if b.Name == c.Name && !c.NotAfter.After(b.NotAfter) {
-				errs = append(errs, fmt.Errorf("%s: NotAfter %s, not later than before", c.Name, c.NotAfter.Format(time.RFC3339)))
-			}
-		}
-	}
-	old := map[string]bool{}
-	for _, f := range pre.Findings.Findings {
-		if f.Severity == report.Fail {
-			old[f.Check+" "+f.File] = true
-		}
-	}
-	for _, f := range post.Findings.Findings {
-		if f.Severity == report.Fail && !old[f.Check+" "+f.File] {
-			errs = append(errs, fmt.Errorf("audit: %s %s: %s", f.Check, f.File, f.Message))
-		}
-	}
-	for _, s := range []struct{ file, addr string }{
-		{"apiserver.crt", "127.0.0.1:6443"},
-		{"etcd/server.crt", "127.0.0.1:2379"},
-	} {
-		if err := servesFile(ctx, t.n, KubernetesDir+"/pki/"+s.file, s.addr); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
 }

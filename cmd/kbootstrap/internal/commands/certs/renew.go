@@ -46,7 +46,7 @@ within the window is refused.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st := g.Status()
 			defer st.Close()
-			opts := renew.Options{Within: window(f.within), Certs: f.certs, DryRun: f.dryRun, Keep: f.keep, Textfile: f.textfile, Out: g.Streams.Out, Status: st}
+			opts := renew.Options{Within: window(f.within), Certs: f.certs, DryRun: f.dryRun, Keep: f.keep, Textfile: f.textfile, Status: st}
 			if f.local {
 				opts.Local = node.NewLocal("local", g.Logger)
 			} else {

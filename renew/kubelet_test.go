@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/client-go/util/cert"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -61,7 +62,7 @@ current-context: c
 		{"embedded", embedded, "rotateCertificates: true\n", false, "embeds its client certificate"},
 	} {
 		n := filesNode{files: map[string]string{
-			"/etc/kubernetes/kubelet.conf": tc.kubeletConf, KubeletConfigFile: tc.config, pem: string(certPEM) + string(keyPEM),
+			kubeadm.KubeletConf: tc.kubeletConf, kubeadm.KubeletConfigFile: tc.config, pem: string(certPEM) + string(keyPEM),
 		}}
 		msg, ok, err := kubeletRotation(context.Background(), n)
 		if err != nil || ok != tc.ok || !strings.Contains(msg, tc.want) {
