@@ -472,7 +472,7 @@ func TestShippedPlaybooksParse(t *testing.T) {
 			t.Errorf("%s has no description", i.Name)
 		}
 	}
-	for _, want := range []string{"example", "reset", "loadbalancer"} {
+	for _, want := range []string{"example", "prepare-node", "loadbalancer"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("%s is not shipped: %v", want, names)
 		}

@@ -16,7 +16,7 @@ import (
 
 // Playbook is one parsed play.
 type Playbook struct {
-	// File names the playbook in errors ("reset.yaml" for a shipped one).
+	// File names the playbook in errors ("loadbalancer.yaml" for a shipped one).
 	File        string
 	Name        string
 	Description string

@@ -75,9 +75,8 @@ func renderFile(t *testing.T, pb *Playbook, file string, data map[string]any) st
 
 func TestShippedPlaybooksOfIssue6Parse(t *testing.T) {
 	for name, hosts := range map[string]string{
-		"prepare-node":      "control-plane,worker",
-		"loadbalancer":      "loadbalancer",
-		"etcd-backup-timer": "control-plane",
+		"prepare-node": "control-plane,worker",
+		"loadbalancer": "loadbalancer",
 	} {
 		pb, err := Load(name)
 		if err != nil {
@@ -201,36 +200,5 @@ func TestPrepareNodeAptRepository(t *testing.T) {
 		if m := renderTask(t, pb, name, shippedData(t, pb, nil)); m != nil {
 			t.Errorf("%s runs without --binaries/--images", name)
 		}
-	}
-}
-
-func TestEtcdBackupTimerUnits(t *testing.T) {
-	pb, err := Shipped("etcd-backup-timer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := shippedData(t, pb, map[string]string{"kbootstrap_binary": "/work/kbootstrap", "keep": "3"})
-	svc, ok := renderTask(t, pb, "snapshot service", data).(*copyModule)
-	if !ok || !strings.Contains(svc.Content, "\nExecStart=/usr/local/bin/kbootstrap etcd snapshot save --local --keep 3 /var/backups/etcd/snapshot.db\n") ||
-		!strings.Contains(svc.Content, "Type=oneshot") {
-		t.Errorf("service: %+v", svc)
-	}
-	timer, ok := renderTask(t, pb, "snapshot timer", data).(*copyModule)
-	if !ok || !strings.Contains(timer.Content, "OnCalendar=*-*-* 03:17:00\n") || !strings.Contains(timer.Content, "WantedBy=timers.target") {
-		t.Errorf("timer: %+v", timer)
-	}
-	if bin, ok := renderTask(t, pb, "kbootstrap binary", data).(*copyModule); !ok || bin.Src != "/work/kbootstrap" || bin.Dest != "/usr/local/bin/kbootstrap" {
-		t.Errorf("binary: %+v", bin)
-	}
-	if m := renderTask(t, pb, "cron entry", data); m != nil {
-		t.Errorf("a cron entry besides the timer")
-	}
-	data["facts"].(map[string]any)["init"] = "tini"
-	cron, ok := renderTask(t, pb, "cron entry", data).(*copyModule)
-	if !ok || !strings.Contains(cron.Content, "\n17 3 * * * root [ -f /etc/kubernetes/manifests/etcd.yaml ] && nice -n 10 /usr/local/bin/kbootstrap etcd snapshot save --local --keep 3 /var/backups/etcd/snapshot.db") {
-		t.Errorf("cron: %+v", cron)
-	}
-	if m := renderTask(t, pb, "snapshot timer", data); m != nil {
-		t.Errorf("a timer without systemd")
 	}
 }

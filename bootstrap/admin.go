@@ -107,6 +107,23 @@ func NewJoinCommand(ctx context.Context, o JoinCommandOptions) (*JoinCommand, er
 	return out, nil
 }
 
+// resetLeftovers removes what kubeadm reset leaves on a node (its own
+// advice): the CNI configuration and state, the iptables rules of
+// Kubernetes and the CNI plugins (only those: other rules stay), kubeadm's
+// and etcd's directories' content, kbootstrap's kubeadm configurations and
+// root's kubeconfig. Each step is a no-op when there is nothing to remove.
+const resetLeftovers = `set -e
+rm -rf /etc/cni/net.d/* ` + ConfigDir + `/*.yaml /root/.kube/config
+ip link del cni0 2>/dev/null || true
+rules='(KUBE-|CNI-|cali-|flannel|FLANNEL)'
+for t in iptables ip6tables; do
+  command -v $t-save >/dev/null 2>&1 || continue
+  if $t-save 2>/dev/null | grep -qE "$rules"; then $t-save | grep -vE "$rules" | $t-restore; fi
+done
+for d in ` + kubeadm.KubernetesDir + " " + kubeadm.EtcdDataDir + ` /var/lib/cni /run/flannel; do
+  if [ -d "$d" ]; then find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +; fi
+done`
+
 // ResetOptions configure Reset.
 type ResetOptions struct {
 	Inventory *inventory.Inventory
@@ -127,7 +144,9 @@ var ErrNotConfirmed = errors.New("reset not confirmed: nothing was changed")
 
 // Reset runs kubeadm reset on the selected nodes, one at a time: a control
 // plane leaves etcd first (its member removed through another control
-// plane), its Node object is deleted, and the pod network files go.
+// plane), its Node object is deleted, and what kubeadm reset leaves behind
+// goes (resetLeftovers). It is kbootstrap's one reset: there is no reset
+// playbook.
 func Reset(ctx context.Context, o ResetOptions) error {
 	var names []string
 	for _, n := range o.Nodes {
@@ -186,20 +205,18 @@ func resetOne(ctx context.Context, o ResetOptions, in inventory.Node) error {
 		defer w.Flush()
 		opts = append(opts, node.StreamStdout(w), node.StreamStderr(w))
 	}
-	cmd := "kubeadm reset -f --cri-socket " + CRISocket
+	// kubeadm reset where kubeadm is installed (a node whose init failed
+	// before may lack it), then what kubeadm reset leaves behind.
+	cmd := "if command -v kubeadm >/dev/null; then kubeadm reset -f --cri-socket " + CRISocket
 	if removed {
 		cmd += " --skip-phases remove-etcd-member"
 	}
+	cmd += "; fi"
 	if _, err := n.Run(ctx, cmd, opts...); err != nil {
 		return fmt.Errorf("kubeadm reset: %w", err)
 	}
-	cleanup := "rm -f " + CNIConfigPath + " " + ConfigDir + "/*.yaml; ip link del cni0 2>/dev/null; "
-	if removed {
-		// kubeadm empties the etcd data directory in the phase skipped.
-		cleanup += "[ -d /var/lib/etcd ] && find /var/lib/etcd -mindepth 1 -delete; "
-	}
-	if _, err := n.Run(ctx, cleanup+"true"); err != nil {
-		return err
+	if _, err := n.Run(ctx, resetLeftovers); err != nil {
+		return fmt.Errorf("removing what kubeadm reset leaves: %w", err)
 	}
 	if other != nil {
 		if _, err := other.kubectl(ctx, "delete node "+in.Name+" --ignore-not-found"); err != nil {

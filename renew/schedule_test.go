@@ -1,7 +1,6 @@
 package renew
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +39,10 @@ func TestPreviousJitter(t *testing.T) {
 	}
 }
 
+func previousJitter(old string, o ScheduleOptions, i int) (time.Duration, bool) {
+	return o.job(i).PreviousJitter(old)
+}
+
 func TestWorkstationCrontab(t *testing.T) {
 	got := WorkstationCrontab("0 3 * * 1", "/usr/local/bin/kbootstrap", "/home/me/my cluster/kbootstrap.yaml", 30*24*time.Hour, "", "/home/me/.kbootstrap/certs-renew.log")
 	want := `0 3 * * 1 /usr/local/bin/kbootstrap -i '/home/me/my cluster/kbootstrap.yaml' certs renew --if-expiring-within 30d >> /home/me/.kbootstrap/certs-renew.log 2>&1`
@@ -66,29 +69,6 @@ func TestScheduleValidate(t *testing.T) {
 	}
 	if err := (ScheduleOptions{}).withDefaults().validate(); err != nil {
 		t.Errorf("defaults: %v", err)
-	}
-}
-
-func TestLinuxArch(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	arch, err := linuxArch(raw)
-	if err != nil || arch != unameArch(map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]) {
-		t.Errorf("linuxArch(this test binary) = %q, %v", arch, err)
-	}
-	if _, err := linuxArch([]byte("#!/bin/sh\n")); err == nil || !strings.Contains(err.Error(), "not a Linux executable") {
-		t.Errorf("linuxArch(a script) = %v", err)
-	}
-	for m, want := range map[string]string{"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "s390x": "s390x"} {
-		if got := unameArch(m); got != want {
-			t.Errorf("unameArch(%s) = %s, want %s", m, got, want)
-		}
 	}
 }
 

@@ -266,18 +266,15 @@ systemctl cat kubelet | grep -c '^ExecStart=/usr/bin/kubelet \$KUBELET_KUBECONFI
 	}
 	step(st, "loadbalancer: a configuration haproxy -c rejects is not installed")
 
-	// etcd-backup-timer on cp1: this very kbootstrap, a oneshot service and
-	// its timer.
+	// etcd snapshot schedule on cp1: this very kbootstrap, a oneshot service
+	// and its timer (the mechanism certs schedule uses); the second run
+	// changes nothing.
 	st = time.Now()
-	for i, want := range []func(hostStats) bool{
-		func(s hostStats) bool { return s.Changed > 0 && s.Failed == 0 },
-		func(s hostStats) bool { return s.Changed == 0 && s.Failed == 0 },
-	} {
-		recap, stderr, code := runPlaybook(t, "-i", inv, "etcd-backup-timer", "-e", "keep=3")
-		if code != 0 {
-			t.Fatalf("etcd-backup-timer run %d: exit %d\n%s", i+1, code, stderr)
+	for i, want := range []string{": installed;", ": unchanged;"} {
+		r := kbRun(t, nil, "-i", inv, "--host", "cp1", "etcd", "snapshot", "schedule", "--keep", "3")
+		if r.code != 0 || !strings.Contains(r.stdout, "cp1: systemd timer kbootstrap-etcd-backup.timer (") || !strings.Contains(r.stdout, want) {
+			t.Fatalf("etcd snapshot schedule run %d: exit %d, want %q\n%s\n%s", i+1, r.code, want, r.stdout, r.stderr)
 		}
-		recapWant(t, fmt.Sprintf("etcd-backup-timer run %d", i+1), recap, stderr, []string{"cp1"}, want)
 	}
 	got := mustSh(t, l, "cp1", `systemctl is-enabled kbootstrap-etcd-backup.timer; systemctl is-active kbootstrap-etcd-backup.timer
 systemctl list-timers --all --no-legend kbootstrap-etcd-backup.timer | grep -c kbootstrap-etcd-backup.service
@@ -292,35 +289,40 @@ test -e /etc/cron.d/kbootstrap-etcd-backup || echo no-cron`)
 	if got != want {
 		t.Errorf("cp1's backup timer:\n%s\nwant:\n%s", got, want)
 	}
-	step(st, "etcd-backup-timer on cp1")
-	step(start, "prepare-node, loadbalancer, kubeadm init and join, etcd-backup-timer")
+	// The timer's service takes a verified snapshot.
+	mustSh(t, l, "cp1", "systemctl start kbootstrap-etcd-backup.service")
+	if got := mustSh(t, l, "cp1", "/usr/local/bin/kbootstrap etcd snapshot verify /var/backups/etcd/snapshot.db >/dev/null && stat -c %a /var/backups/etcd"); got != "700" {
+		t.Errorf("the snapshot the timer's service took: %q", got)
+	}
+	step(st, "etcd snapshot schedule on cp1")
+	step(start, "prepare-node, loadbalancer, kubeadm init and join, etcd snapshot schedule")
 }
 
 // TestEtcdBackupTimerCronWithoutSystemd: on a node without systemd (the
-// minimal lab's tini), etcd-backup-timer installs kbootstrap and a cron
+// minimal lab's tini), etcd snapshot schedule installs kbootstrap and a cron
 // entry instead of the timer, once.
 func TestEtcdBackupTimerCronWithoutSystemd(t *testing.T) {
 	l := labFor(t, playbookSpec)
 	const clean = "rm -f /usr/local/bin/kbootstrap /etc/cron.d/kbootstrap-etcd-backup; rm -rf /var/backups/etcd"
 	labExecIn(t, l, "pb1", clean)
 	t.Cleanup(func() { labExecIn(t, l, "pb1", clean) })
-	for i, changed := range []bool{true, false} {
-		recap, stderr, code := runPlaybook(t, "-i", l.InventoryFile, "etcd-backup-timer", "-e", "cron_schedule=5 4 * * *")
-		if code != 0 || (recap["pb1"].Changed > 0) != changed || recap["pb1"].Failed != 0 {
-			t.Fatalf("run %d: exit %d %+v, want changed %v\n%s", i+1, code, recap, changed, stderr)
+	for i, want := range []string{": installed", ": unchanged"} {
+		r := kbRun(t, nil, "-i", l.InventoryFile, "etcd", "snapshot", "schedule", "--cron", "5 4 * * *", "--randomized-delay", "0")
+		if r.code != 0 || !strings.Contains(r.stdout, "pb1: cron entry /etc/cron.d/kbootstrap-etcd-backup (5 4 * * *, after 0s)"+want) {
+			t.Fatalf("run %d: exit %d, want %q\n%s\n%s", i+1, r.code, want, r.stdout, r.stderr)
 		}
 	}
 	got := labExecIn(t, l, "pb1", `grep -v '^#' /etc/cron.d/kbootstrap-etcd-backup; stat -c '%a' /var/backups/etcd; test -e /etc/systemd/system/kbootstrap-etcd-backup.timer || echo no-timer`)
 	want := "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n" +
-		"5 4 * * * root [ -f /etc/kubernetes/manifests/etcd.yaml ] && nice -n 10 /usr/local/bin/kbootstrap etcd snapshot save --local --keep 7 /var/backups/etcd/snapshot.db 2>&1 | logger -t kbootstrap-etcd-backup\n" +
+		"5 4 * * * root [ -e /etc/kubernetes/manifests/etcd.yaml ] && /usr/local/bin/kbootstrap etcd snapshot save --local --keep 7 /var/backups/etcd/snapshot.db 2>&1 | logger -t kbootstrap-etcd-backup\n" +
 		"700\nno-timer\n"
 	if got != want {
 		t.Errorf("pb1:\n%s\nwant:\n%s", got, want)
 	}
 	// A kbootstrap that cannot run on the node is refused with the fix.
 	bad := writeFile(t, t.TempDir(), "kbootstrap-darwin", "not an ELF binary\n", 0o755)
-	_, stderr, code := runPlaybook(t, "-i", l.InventoryFile, "etcd-backup-timer", "-e", "kbootstrap_binary="+bad)
-	if code != 2 || !strings.Contains(stderr, "give -e kbootstrap_binary=PATH, a linux/amd64 build") {
-		t.Errorf("a foreign binary: exit %d\n%s", code, stderr)
+	r := kbRun(t, nil, "-i", l.InventoryFile, "etcd", "snapshot", "schedule", "--binary", bad)
+	if r.code != 2 || !strings.Contains(r.stderr, "pass --binary with a Linux build of kbootstrap") {
+		t.Errorf("a foreign binary: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -60,7 +60,7 @@ runs the renewal from this workstation over SSH instead, and changes nothing.`,
 			err = renew.Schedule(cmd.Context(), renew.ScheduleOptions{
 				Inventory: inv, Nodes: nodes, Connector: pool, Concurrency: g.Concurrency,
 				OnCalendar: f.onCalendar, Cron: f.cron, Within: window(f.within), Stagger: stagger,
-				Binary: f.binary, Textfile: f.textfile, Remove: f.remove, Out: g.Streams.Out, Status: st,
+				Binary: f.binary, Textfile: f.textfile, Remove: f.remove, Status: st,
 			})
 			if err != nil {
 				return fmt.Errorf("kbootstrap certs schedule: %w", err)

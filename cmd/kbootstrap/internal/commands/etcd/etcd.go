@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/nodetimer"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
@@ -170,7 +172,7 @@ func newSnapshot(g *cli.Globals) *cobra.Command {
 		Use:   "snapshot",
 		Short: "Save and verify etcd snapshots on this machine",
 	}
-	cmd.AddCommand(newSnapshotSave(g), newSnapshotVerify(g))
+	cmd.AddCommand(newSnapshotSave(g), newSnapshotVerify(g), newSnapshotSchedule(g))
 	return cmd
 }
 
@@ -305,5 +307,64 @@ Exit code 0 when everything is ok, 1 with warnings, 2 with a failure.`,
 	}
 	t.register(cmd)
 	cmd.Flags().BoolVar(&verbose, "all", false, "list passed checks too (table output)")
+	return cmd
+}
+
+type scheduleFlags struct {
+	dir, onCalendar, cron, binary string
+	keep                          int
+	delay                         time.Duration
+	remove                        bool
+}
+
+func newSnapshotSchedule(g *cli.Globals) *cobra.Command {
+	var f scheduleFlags
+	cmd := &cobra.Command{
+		Use:   "schedule",
+		Short: "Take a verified etcd snapshot on every control plane from a timer",
+		Long: `Install on each control plane this kbootstrap as ` + nodetimer.NodeBinary + ` and a systemd timer
+(` + etcd.SnapshotUnit + `.timer; a cron entry in ` + nodetimer.CronDir + ` where the node has no
+systemd) that runs
+
+  kbootstrap etcd snapshot save --local --keep N DIR/snapshot.db
+
+on the node itself, as the API server reaches etcd, keeping N verified
+snapshots in DIR (mode 0700). It is the mechanism certs schedule uses: the
+binary is checked to run on the node's architecture, files are written only
+when they differ (a second run says "unchanged"), --remove uninstalls.`,
+		Example: `  kbootstrap -i kbootstrap.yaml etcd snapshot schedule
+  kbootstrap -i kbootstrap.yaml etcd snapshot schedule --keep 14 --on-calendar "*-*-* 00/6:00:00" --cron "0 */6 * * *"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, nodes, pool, err := g.Open(inventory.RoleControlPlane)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			st := g.Status()
+			defer st.Close()
+			delay := f.delay
+			if delay == 0 {
+				delay = -1
+			}
+			err = etcd.ScheduleSnapshots(cmd.Context(), etcd.ScheduleOptions{
+				Nodes: nodes, Connector: pool, Concurrency: g.Concurrency,
+				Dir: f.dir, Keep: f.keep, OnCalendar: f.onCalendar, Cron: f.cron, RandomDelay: delay,
+				Binary: f.binary, Remove: f.remove, Status: st,
+			})
+			if err != nil {
+				return fmt.Errorf("kbootstrap etcd snapshot schedule: %w", err)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", etcd.DefaultSnapshotDir, "directory on the nodes for snapshot.db and the older ones")
+	fl.IntVar(&f.keep, "keep", etcd.DefaultSnapshotKeep, "snapshots kept on each node")
+	fl.StringVar(&f.onCalendar, "on-calendar", etcd.DefaultSnapshotOnCalendar, "when, as a systemd OnCalendar expression")
+	fl.StringVar(&f.cron, "cron", etcd.DefaultSnapshotCron, "when, as a crontab schedule (nodes without systemd)")
+	fl.DurationVar(&f.delay, "randomized-delay", etcd.DefaultSnapshotDelay, "a random delay of up to this after the schedule, spreading the control planes (0: none)")
+	fl.StringVar(&f.binary, "binary", "", "the Linux kbootstrap to install on the nodes (default: this executable)")
+	fl.BoolVar(&f.remove, "remove", false, "remove the timer or cron entry (the binary and the snapshots stay)")
 	return cmd
 }

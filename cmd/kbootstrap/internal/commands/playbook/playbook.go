@@ -45,7 +45,7 @@ sets any_errors_fatal); the exit code is 2 when any host failed.
 absolute (prepare-node uploads kubeadm, kubelet and kubectl from the first and
 imports the image tarballs of the second into containerd). The var
 kbootstrap_binary is this kbootstrap executable unless -e or the playbook
-gives one (etcd-backup-timer installs it on the control planes).`,
+gives one (a playbook that installs kbootstrap on the nodes uses it).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pb, err := playbooks.Load(args[0])

@@ -1,0 +1,130 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/kubeadm"
+	"github.com/kbootstrap/kbootstrap/node"
+	"github.com/kbootstrap/kbootstrap/nodetimer"
+)
+
+// Defaults of ScheduleSnapshots.
+const (
+	SnapshotUnit              = "kbootstrap-etcd-backup"
+	DefaultSnapshotDir        = "/var/backups/etcd"
+	DefaultSnapshotKeep       = 7
+	DefaultSnapshotOnCalendar = "*-*-* 03:17:00"
+	DefaultSnapshotCron       = "17 3 * * *"
+	DefaultSnapshotDelay      = 10 * time.Minute
+)
+
+// ScheduleOptions configure ScheduleSnapshots.
+type ScheduleOptions struct {
+	Nodes       []inventory.Node // the control planes
+	Connector   node.Connector
+	Concurrency int
+	// Dir on the nodes receives Dir/snapshot.db (0700); Keep snapshots are
+	// kept (snapshot.db.1 ...).
+	Dir  string
+	Keep int
+	// OnCalendar (systemd) and Cron (no systemd); RandomDelay spreads the
+	// control planes' snapshots.
+	OnCalendar, Cron string
+	RandomDelay      time.Duration
+	// Binary is the Linux kbootstrap installed on the nodes ("" means this
+	// executable).
+	Binary string
+	Remove bool
+	Status nodetimer.Stepper
+}
+
+func (o ScheduleOptions) withDefaults() ScheduleOptions {
+	if o.Dir == "" {
+		o.Dir = DefaultSnapshotDir
+	}
+	if o.Keep == 0 {
+		o.Keep = DefaultSnapshotKeep
+	}
+	if o.OnCalendar == "" {
+		o.OnCalendar = DefaultSnapshotOnCalendar
+	}
+	if o.Cron == "" {
+		o.Cron = DefaultSnapshotCron
+	}
+	if o.RandomDelay == 0 {
+		o.RandomDelay = DefaultSnapshotDelay
+	}
+	if o.RandomDelay < 0 {
+		o.RandomDelay = 0
+	}
+	return o
+}
+
+// SnapshotJob is the timer job that saves a verified snapshot on a control
+// plane with `kbootstrap etcd snapshot save --local`.
+func (o ScheduleOptions) SnapshotJob() (nodetimer.Job, error) {
+	o = o.withDefaults()
+	if !path.IsAbs(o.Dir) || strings.ContainsAny(o.Dir, " \t\n\"'\\%$;&|<>`*?") {
+		return nodetimer.Job{}, fmt.Errorf("--dir %q: an absolute path on the nodes without spaces, quotes or shell characters is needed", o.Dir)
+	}
+	if o.Keep < 1 {
+		return nodetimer.Job{}, fmt.Errorf("--keep %d: must be 1 or more", o.Keep)
+	}
+	j := nodetimer.Job{
+		Name:             SnapshotUnit,
+		Header:           "# Installed by kbootstrap etcd snapshot schedule; kbootstrap etcd snapshot schedule --remove removes it.",
+		Description:      "kbootstrap: verified etcd snapshot",
+		TimerDescription: "kbootstrap: verified etcd snapshot (" + o.OnCalendar + ")",
+		Documentation:    "https://github.com/kbootstrap/kbootstrap#etcd",
+		After:            []string{"containerd.service", "kubelet.service"},
+		ConditionPath:    kubeadm.EtcdManifest,
+		ServiceLines:     []string{"Nice=10", "IOSchedulingClass=idle"},
+		Args:             "etcd snapshot save --local --keep " + strconv.Itoa(o.Keep) + " " + path.Join(o.Dir, "snapshot.db"),
+		OnCalendar:       o.OnCalendar,
+		Cron:             o.Cron,
+		RandomDelay:      o.RandomDelay,
+		Dirs:             []string{o.Dir},
+	}
+	return j, j.Validate()
+}
+
+// ScheduleSnapshots installs (or with Remove, removes) the snapshot job on
+// every control plane of opts.Nodes: this kbootstrap and a systemd timer, or
+// a cron entry where a node has no systemd. Re-running converges.
+func ScheduleSnapshots(ctx context.Context, opts ScheduleOptions) error {
+	o := opts.withDefaults()
+	j, err := o.SnapshotJob()
+	if err != nil {
+		return err
+	}
+	var bin *nodetimer.Binary
+	if !o.Remove {
+		if bin, err = nodetimer.LoadBinary(o.Binary); err != nil {
+			return err
+		}
+	}
+	_, err = node.Parallel(ctx, o.Nodes, o.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
+		n, err := o.Connector.Connect(ctx, in)
+		if err != nil {
+			return struct{}{}, err
+		}
+		if !n.Privileged() {
+			n = node.Sudo(n)
+		}
+		if o.Remove {
+			err := o.Status.Do(in.Name+": removing the snapshot timer and cron entry", func() error { return nodetimer.Remove(ctx, n, SnapshotUnit) })
+			if err == nil {
+				o.Status.Printf("%s: snapshot schedule removed (%s and the snapshots in %s left in place)", in.Name, nodetimer.NodeBinary, o.Dir)
+			}
+			return struct{}{}, err
+		}
+		return struct{}{}, nodetimer.Install(ctx, n, j, bin, o.Status)
+	})
+	return err
+}

@@ -1,0 +1,32 @@
+package etcd
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kbootstrap/kbootstrap/internal/golden"
+)
+
+func TestSnapshotJob(t *testing.T) {
+	j, err := ScheduleOptions{Keep: 3}.SnapshotJob()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "kbootstrap-etcd-backup.service", []byte(j.ServiceUnit()))
+	golden.Check(t, "kbootstrap-etcd-backup.timer", []byte(j.TimerUnit()))
+	golden.Check(t, "kbootstrap-etcd-backup-cron", []byte(j.CronEntry(0)))
+	for _, tc := range []struct {
+		o    ScheduleOptions
+		want string
+	}{
+		{ScheduleOptions{Dir: "relative"}, "--dir \"relative\": an absolute path"},
+		{ScheduleOptions{Dir: "/var/backups/my etcd"}, "without spaces"},
+		{ScheduleOptions{Keep: -1}, "--keep -1"},
+		{ScheduleOptions{Cron: "5 4 * *"}, "--cron"},
+		{ScheduleOptions{OnCalendar: "daily\nExecStart=/bin/evil"}, "--on-calendar"},
+	} {
+		if _, err := tc.o.SnapshotJob(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("SnapshotJob(%+v) = %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
