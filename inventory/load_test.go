@@ -131,7 +131,9 @@ func TestLoadMissingFile(t *testing.T) {
 // TestEndpointRule: one endpoint rule for every command, with and without a
 // load balancer and controlPlaneEndpoint.
 func TestEndpointRule(t *testing.T) {
-	cp := func(name, ip string) Node { return Node{Name: name, Address: "192.168.0.1", InternalAddress: ip, Role: RoleControlPlane} }
+	cp := func(name, ip string) Node {
+		return Node{Name: name, Address: "192.168.0.1", InternalAddress: ip, Role: RoleControlPlane}
+	}
 	lb := Node{Name: "lb1", Address: "10.0.0.9", Role: RoleLoadBalancer}
 	w := Node{Name: "w1", Address: "10.0.0.20", Role: RoleWorker}
 	for _, tc := range []struct {
