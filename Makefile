@@ -20,11 +20,18 @@ LAB_WORKERS    ?= 2
 LAB_LB         ?= 1
 LAB_KUBERNETES ?= 1
 
-.PHONY: demo lab-host-limits build test test-unit test-fuzz test-lab lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
+.PHONY: demo prereqs prereqs-demo lab-host-limits build test test-unit test-fuzz test-lab lab-bin lab lab-down lab-status lab-stop lab-start lab-partition lab-heal lab-exec lab-ssh lab-test lab-images lab-artifacts lab-routes
 
 # The main job on the lab: bare nodes → prepare-node → init → certs check → etcd members.
-demo: lab-host-limits
+demo: prereqs-demo lab-host-limits
 	test/demo.sh
+
+# The machine's prerequisites (Debian packages), checked in a second and installed when missing
+# (root), before any long build: test/prereqs.sh, which .ci/run calls too.
+prereqs:
+	test/prereqs.sh test
+prereqs-demo:
+	test/prereqs.sh demo
 
 # Kubernetes lab nodes share the host's inotify limits (kubelets, containerd): raise them to what
 # kind documents when they are lower (never lowers them). lab.Up refuses Kubernetes nodes below.
@@ -40,7 +47,7 @@ build:
 # The whole suite (what .ci/run calls): unit tests, short fuzz runs of the parsers that read
 # what nodes send back, then the lab tests (root; they skip, saying why, without it).
 FUZZTIME ?= 15s
-test: test-unit test-fuzz test-lab
+test: prereqs test-unit test-fuzz test-lab
 
 test-unit:
 	$(GO) vet ./...

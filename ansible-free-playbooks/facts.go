@@ -43,6 +43,14 @@ echo "kubeadm_version=$(kubeadm version -o short 2>/dev/null)"
 echo "kubelet_version=$(kubelet --version 2>/dev/null | awk '{print $2}')"
 echo "kubectl_version=$(kubectl version --client 2>/dev/null | awk '/Client Version/ {print $3}')"
 echo "user=$(id -un)"
+# What containerd should be told: the systemd cgroup driver where systemd runs
+# the machine (not inside a container, where cgroupfs is what works), and
+# restrict_oom_score_adj where the bounding set lacks CAP_SYS_RESOURCE (bit 24:
+# runc then fails with "can't get final child's PID from pipe").
+if [ -d /run/systemd/system ] && ! systemd-detect-virt -q -c 2>/dev/null; then echo cgroup_driver=systemd; else echo cgroup_driver=cgroupfs; fi
+capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status 2>/dev/null)
+low=${capbnd#????????}
+if [ -n "$low" ] && [ $(( (0x$low >> 24) & 1 )) = 0 ]; then echo restrict_oom_score_adj=true; else echo restrict_oom_score_adj=false; fi
 `
 
 // gatherFacts runs factsScript once and types its output. Facts:
@@ -54,6 +62,8 @@ echo "user=$(id -un)"
 //	init          systemd, or the command of PID 1
 //	container_runtime, container_runtime_version   containerd, cri-o, docker or ""
 //	kubeadm_version, kubelet_version, kubectl_version   "" when not installed
+//	cgroup_driver  systemd (systemd runs the machine, not in a container) or cgroupfs
+//	restrict_oom_score_adj  "true" when the bounding set lacks CAP_SYS_RESOURCE, else "false"
 func gatherFacts(ctx context.Context, n node.Node) (map[string]any, error) {
 	res, err := n.Run(ctx, factsScript)
 	if err != nil {

@@ -23,7 +23,7 @@ func shippedData(t *testing.T, pb *Playbook, extra map[string]string) map[string
 	}
 	return map[string]any{
 		"vars":       vars,
-		"facts":      map[string]any{"init": "systemd", "goarch": "amd64", "os": "debian"},
+		"facts":      map[string]any{"init": "systemd", "goarch": "amd64", "os": "debian", "cgroup_driver": "systemd", "restrict_oom_score_adj": "false"},
 		"registered": map[string]any{"br_netfilter": map[string]any{"changed": false}, "containerd_config": map[string]any{"changed": false}, "timer_unit": map[string]any{"changed": false}},
 		"host":       nodeData(inv.Nodes[0]),
 		"inventory":  inventoryData(inv),

@@ -377,13 +377,13 @@ func kubernetesInventory(t *testing.T, l *lab.Lab, dir, file, name, extra string
 }
 
 // prepareNodes runs the air-gapped prepare-node on the Kubernetes nodes of
-// inv, as a user would: the artifacts' binaries and images, the lab
-// containerd's cgroupfs driver, oom_score_adj left to the host.
+// inv, as a user would: the artifacts' binaries and images; containerd's
+// cgroup driver (cgroupfs in the lab's containers) and restrict_oom_score_adj
+// (the lab's bounding set lacks CAP_SYS_RESOURCE) from the nodes' facts.
 func prepareNodes(t *testing.T, inv string) result {
 	t.Helper()
 	images := filepath.Join(filepath.Dir(artifactsBin()), "images")
-	r := kbRun(t, nil, "-i", inv, "playbook", "run", "prepare-node", "--binaries", artifactsBin(), "--images", images,
-		"-e", "cgroup_driver=cgroupfs", "-e", "restrict_oom_score_adj=true")
+	r := kbRun(t, nil, "-i", inv, "playbook", "run", "prepare-node", "--binaries", artifactsBin(), "--images", images)
 	if r.code != 0 {
 		t.Fatalf("prepare-node: exit %d", r.code)
 	}

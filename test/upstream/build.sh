@@ -34,7 +34,13 @@ step() { # step NAME CMD...: runs CMD and prints how long it took
 	local name=$1 t0=$EPOCHREALTIME
 	shift
 	log "step: $name ..."
+	# A line every 30 s while it runs (a cold build is silent for minutes); the
+	# loop ends with the step, or with this script when the step fails.
+	(while sleep 30 </dev/null >/dev/null 2>&1 9>&- && kill -0 $$ 2>/dev/null; do log "  $name: still running ($(elapsed "$t0")s)"; done) &
+	local hb=$!
 	"$@"
+	kill "$hb" 2>/dev/null || true
+	wait "$hb" 2>/dev/null || true
 	log "step: $name: done in $(elapsed "$t0")s"
 }
 wanted() { [[ -n ${WANT[$1]:-} ]]; }
@@ -84,7 +90,10 @@ verify() {
 	local b v d=$TMP/bin e=${ETCD_VERSION#v}
 	for b in "${WANTED[@]}"; do
 		[[ -x $d/$b ]] || die "missing $b"
-		"$GO" version -m "$d/$b" | grep -q 'CGO_ENABLED=0' || die "$b is not a CGO_ENABLED=0 build"
+		# No `| grep -q` under pipefail: grep exits at the first match and the
+		# writer can die of SIGPIPE, failing the pipeline.
+		v=$("$GO" version -m "$d/$b") || die "go version -m $b failed"
+		[[ $v == *CGO_ENABLED=0* ]] || die "$b is not a CGO_ENABLED=0 build"
 		case $b in
 		kubeadm)
 			v=$("$d/kubeadm" version -o short) || die "kubeadm version failed"

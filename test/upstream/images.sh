@@ -32,7 +32,13 @@ step() {
 	local name=$1 t0=$EPOCHREALTIME
 	shift
 	log "step: $name ..."
+	# A line every 30 s while it runs (a cold build is silent for minutes); the
+	# loop ends with the step, or with this script when the step fails.
+	(while sleep 30 </dev/null >/dev/null 2>&1 9>&- && kill -0 $$ 2>/dev/null; do log "  $name: still running ($(elapsed "$t0")s)"; done) &
+	local hb=$!
 	"$@"
+	kill "$hb" 2>/dev/null || true
+	wait "$hb" 2>/dev/null || true
 	log "step: $name done in $(elapsed "$t0")s"
 }
 
@@ -80,7 +86,11 @@ build_tools() {
 	mkdir -p "$tmp/bin"
 	(cd "$MOD" && "$GO" mod download && "$GO" build -mod=readonly -trimpath -ldflags '-s -w' -o "$tmp/bin/" ./cmd/coredns ./cmd/pause ./cmd/mkimages) ||
 		{ rm -rf "$tmp"; die "go build of coredns, pause, mkimages failed"; }
-	"$tmp/bin/coredns" -version | grep -q "CoreDNS-${COREDNS_VERSION#v}" || { rm -rf "$tmp"; die "coredns -version is not $COREDNS_VERSION"; }
+	# Not `coredns -version | grep -q`: under pipefail, grep exits at the first
+	# line and coredns, writing its version in two writes, dies of SIGPIPE.
+	local v
+	v=$("$tmp/bin/coredns" -version) || { rm -rf "$tmp"; die "coredns -version failed"; }
+	[[ $v == *"CoreDNS-${COREDNS_VERSION#v}"* ]] || { rm -rf "$tmp"; die "coredns -version is not $COREDNS_VERSION: $v"; }
 	rm -rf "$TOOLS"
 	mv "$tmp" "$TOOLS"
 }
