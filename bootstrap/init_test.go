@@ -117,3 +117,11 @@ func TestKubeadmInitResumes(t *testing.T) {
 		})
 	}
 }
+
+// TestPhaseNames: --skip-phases takes these names, derived from the phases.
+func TestPhaseNames(t *testing.T) {
+	want := []string{"loadbalancer", "init", "join-control-planes", "join-workers", "network", "kubeconfig"}
+	if strings.Join(PhaseNames, ",") != strings.Join(want, ",") {
+		t.Errorf("PhaseNames = %v, want %v", PhaseNames, want)
+	}
+}

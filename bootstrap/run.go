@@ -48,8 +48,23 @@ type Phase interface {
 	Run(ctx context.Context, c *run) error
 }
 
-// PhaseNames are the phases of init and join, in order (--skip-phases).
-var PhaseNames = []string{"loadbalancer", "init", "join-control-planes", "join-workers", "network", "kubeconfig"}
+// phases are the phases of init and join, in order, each in its file
+// (phase_*.go). join runs them all but init.
+func phases() []Phase {
+	return []Phase{&lbPhase{}, &initPhase{}, &joinCPPhase{}, &joinWorkersPhase{}, &networkPhase{}, &kubeconfigPhase{}}
+}
+
+// PhaseNames are the names of the phases, in order (--skip-phases).
+var PhaseNames = func() []string {
+	var out []string
+	for _, p := range phases() {
+		out = append(out, p.Name())
+	}
+	return out
+}()
+
+// skips reports whether the run was told to skip phase p.
+func (c *run) skips(p Phase) bool { return slices.Contains(c.opts.SkipPhases, p.Name()) }
 
 // run is the typed state shared by the phases of one run.
 type run struct {
@@ -173,13 +188,12 @@ func execute(ctx context.Context, opts Options, joinOnly bool) (*Result, error) 
 	if joinOnly && c.initIncomplete {
 		return nil, fmt.Errorf("node %s: the kubeadm init there did not finish (no %s ConfigMap): run kbootstrap init to resume it", c.first, kubeadmConfigMap)
 	}
-	phases := []Phase{&lbPhase{}, &initPhase{}, &joinCPPhase{}, &joinWorkersPhase{}, &networkPhase{}, &kubeconfigPhase{}}
 	var todo []Phase
-	for _, p := range phases {
-		if slices.Contains(opts.SkipPhases, p.Name()) {
+	for _, p := range phases() {
+		if c.skips(p) {
 			continue
 		}
-		if joinOnly && p.Name() == "init" {
+		if _, isInit := p.(*initPhase); joinOnly && isInit {
 			continue
 		}
 		if err := p.Prepare(ctx, c); err != nil {

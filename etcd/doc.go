@@ -18,4 +18,10 @@
 // server's etcd flags from the live processes, probes proving that etcd
 // refuses anyone without a certificate from its own CA, and the list of
 // certificates on the node that can act as etcd clients).
+//
+// ConnectAsAPIServer is the one way every workflow reaches etcd (joins,
+// reset, renewal gates): the flags and credentials read again on each call.
+// Health judges every member, Member.OfNode and RemoveNodeMembers find and
+// remove a node's members, and ScheduleSnapshots installs verified snapshots
+// on the control planes from a timer (package nodetimer).
 package etcd

@@ -7,7 +7,12 @@
 // and on any failure the backup restored and the run stopped. Run writes its
 // outcome to a Prometheus textfile when asked.
 //
+// steps.go lists what happens to one control plane, as named steps in files
+// by concern (lock, backup, rollback, drain, restart, health, verify). Every
+// line goes through the run's progress.Status.
+//
 // Schedule installs the renewal on each control plane as a systemd timer (a
 // cron entry without systemd) running `kbootstrap certs renew --local`,
-// spaced so that control planes never renew together.
+// spaced so that control planes never renew together, through package
+// nodetimer.
 package renew

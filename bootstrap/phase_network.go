@@ -58,7 +58,9 @@ func (p *networkPhase) Run(ctx context.Context, c *run) error {
 // kubeadm init the controller-manager has not assigned cp1's yet, and the
 // joins need not wait for it).
 func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
-	if slices.Contains(c.opts.SkipPhases, "network") {
+	// The init and join phases converge the network as soon as their nodes
+	// are in, unless the network phase is skipped.
+	if c.skips(&networkPhase{}) {
 		return nil
 	}
 	if m := c.inv.Network.Manifest; m != "" {
