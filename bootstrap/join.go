@@ -113,6 +113,6 @@ func (c *run) join(ctx context.Context, in inventory.Node, token string, control
 		return err
 	}
 	defer c.removeSecretFile(ctx, in.Name, path)
-	_, err = c.kubeadm(ctx, in.Name, "join --config "+path)
+	_, err = c.kubeadmWatched(ctx, in.Name, "join --config "+path)
 	return err
 }

@@ -137,7 +137,7 @@ func (p *initPhase) Run(ctx context.Context, c *run) error {
 // balancer not passing requests yet, an API server slow to serve writes) is
 // resumed so, up to initResumes times.
 func (c *run) kubeadmInit(ctx context.Context, name string, resume bool) error {
-	_, err := c.kubeadm(ctx, name, kubeadmInitArgs(resume))
+	_, err := c.kubeadmWatched(ctx, name, kubeadmInitArgs(resume))
 	for attempt := 1; err != nil && attempt <= initResumes && ctx.Err() == nil; attempt++ {
 		phase, ok := failedInitPhase(err)
 		if !ok || !resumableInitPhase(phase) {

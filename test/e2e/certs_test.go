@@ -145,7 +145,7 @@ func TestCertsCheck(t *testing.T) {
 	})
 
 	t.Run("through sudo as vagrant", func(t *testing.T) {
-		inv := inventoryFor(t, l, l.KnownHostsFile, "vagrant", labNodes(l))
+		inv := inventoryFor(t, l, l.KnownHostsFile, "vagrant", labNodes(t, l))
 		stdout, _, code := kb(t, "-i", inv, "certs", "check", "-o", "json")
 		fs := parseFindings(t, stdout)
 		noFails(t, fs)
@@ -203,8 +203,8 @@ func TestCertsCheck(t *testing.T) {
 	})
 
 	t.Run("unreachable node", func(t *testing.T) {
-		nodes := labNodes(l)
-		nodes = append(nodes, invNode{name: "cp4", address: "10.83.0.99", role: "control-plane"})
+		nodes := labNodes(t, l)
+		nodes = append(nodes, invNode{Name: "cp4", Address: "10.83.0.99", Role: "control-plane"})
 		inv := inventoryFor(t, l, l.KnownHostsFile, "root", nodes)
 		stdout, stderr, code := kb(t, "-i", inv, "--connect-timeout", "3s", "certs", "check", "-o", "json")
 		if code != 2 || !strings.Contains(stderr, "node cp4") {

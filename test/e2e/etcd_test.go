@@ -105,11 +105,7 @@ func etcdLab(t *testing.T) *etcdCluster {
 
 // sh runs a command as root in a node.
 func (c *etcdCluster) sh(ctx context.Context, node, cmd string) (string, error) {
-	out, err := c.l.Exec(ctx, node, "sh", "-c", cmd)
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %s: %w\n%s", node, cmd, err, out)
-	}
-	return string(out), nil
+	return c.l.Sh(ctx, node, cmd)
 }
 
 func (c *etcdCluster) mustSh(t *testing.T, node, cmd string) string {
@@ -123,22 +119,10 @@ func (c *etcdCluster) mustSh(t *testing.T, node, cmd string) string {
 	return out
 }
 
+// kubeadmConfig is the lab's kubeadm configuration for node, its
+// controlPlaneEndpoint cp1.
 func (c *etcdCluster) kubeadmConfig(node string) string {
-	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: %s
-  bindPort: 6443
-nodeRegistration:
-  name: %s
-  criSocket: unix:///run/containerd/containerd.sock
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-kubernetesVersion: v1.34.4
-clusterName: etcdlab
-controlPlaneEndpoint: %s:6443
-`, c.addr[node], node, c.addr["cp1"])
+	return lab.KubeadmInitConfig(node, c.addr[node], c.addr["cp1"]+":6443", "")
 }
 
 func (c *etcdCluster) initialCluster() string {

@@ -12,35 +12,6 @@ import (
 	"github.com/kbootstrap/kbootstrap/test/lab"
 )
 
-// invNode is one node of a generated inventory.
-type invNode struct {
-	name, address, role string
-	extra               string // raw YAML appended to the node (e.g. an ssh block)
-}
-
-// inventoryFor writes an inventory for nodes, with the lab's key and the
-// given known_hosts and ssh user.
-func inventoryFor(t *testing.T, l *lab.Lab, knownHosts, user string, nodes []invNode) string {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "name: %s\nkubernetesVersion: v1.34.4\nssh:\n  user: %s\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", l.Config.ID, user, l.KeyFile, knownHosts)
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    role: %s\n", n.name, n.address, n.role)
-		if n.extra != "" {
-			b.WriteString(n.extra)
-		}
-	}
-	return writeFile(t, t.TempDir(), "kbootstrap.yaml", b.String(), 0o644)
-}
-
-func labNodes(l *lab.Lab) []invNode {
-	var out []invNode
-	for _, n := range l.Nodes {
-		out = append(out, invNode{name: n.Name, address: n.Addresses[0], role: n.Role})
-	}
-	return out
-}
-
 type execRecord struct {
 	Node     string `json:"node"`
 	ExitCode int    `json:"exitCode"`
@@ -101,7 +72,7 @@ func TestExecAsRoot(t *testing.T) {
 
 func TestExecThroughSudo(t *testing.T) {
 	l := sharedLab(t)
-	inv := inventoryFor(t, l, l.KnownHostsFile, "vagrant", labNodes(l))
+	inv := inventoryFor(t, l, l.KnownHostsFile, "vagrant", labNodes(t, l))
 	stdout, _, code := kb(t, "-i", inv, "-o", "json", "exec", "--", "id -u")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
@@ -176,7 +147,7 @@ func TestChangedHostKeyRefusedOthersSucceed(t *testing.T) {
 	// man in the middle) looks like.
 	foreign := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGvmQ0Q2Hq6jzq3cK7y8fVq1uD3O8l6b1b6b5nYb0xXa"
 	kh := knownHostsWith(t, l, map[string]string{cp2: foreign})
-	inv := inventoryFor(t, l, kh, "root", labNodes(l))
+	inv := inventoryFor(t, l, kh, "root", labNodes(t, l))
 	for _, accept := range []bool{false, true} {
 		args := []string{"-i", inv, "-o", "json", "exec", "--", "hostname"}
 		if accept {
@@ -204,7 +175,7 @@ func TestUnknownHostKeyAcceptedOnlyWhenAsked(t *testing.T) {
 	l := sharedLab(t)
 	cp3 := nodeAddr(t, l, "cp3")
 	kh := knownHostsWith(t, l, nil, cp3)
-	inv := inventoryFor(t, l, kh, "root", labNodes(l))
+	inv := inventoryFor(t, l, kh, "root", labNodes(t, l))
 	stdout, _, code := kb(t, "-i", inv, "-o", "json", "exec", "--", "hostname")
 	recs := parseExec(t, stdout)
 	if code != 2 || !strings.Contains(recs["cp3"].Error, "unknown") || recs["cp1"].Stdout != "cp1\n" {
@@ -232,11 +203,11 @@ func TestUnknownHostKeyAcceptedOnlyWhenAsked(t *testing.T) {
 
 func TestDeadNodeFailsAloneWithinTimeout(t *testing.T) {
 	l := sharedLab(t)
-	nodes := labNodes(l)
+	nodes := labNodes(t, l)
 	// Nothing answers at this address of the lab's subnet: connects hang
 	// until the timeout.
-	prefix := nodes[0].address[:strings.LastIndex(nodes[0].address, ".")]
-	nodes = append(nodes, invNode{name: "ghost", address: prefix + ".250", role: "worker"})
+	prefix := nodes[0].Address[:strings.LastIndex(nodes[0].Address, ".")]
+	nodes = append(nodes, invNode{Name: "ghost", Address: prefix + ".250", Role: "worker"})
 	inv := inventoryFor(t, l, l.KnownHostsFile, "root", nodes)
 	const timeout = 4 * time.Second
 	r := kbRun(t, nil, "-i", inv, "-o", "json", "--connect-timeout", timeout.String(), "exec", "--", "hostname")
@@ -324,14 +295,14 @@ func TestBastionHop(t *testing.T) {
 		t.Fatalf("inner should only be on the second bridge: %v", inner.Addresses)
 	}
 	bastion := fmt.Sprintf("    ssh:\n      bastion: {address: %s, user: root}\n", jump.Addresses[0])
-	inv := inventoryFor(t, l, l.KnownHostsFile, "root", []invNode{{name: "inner", address: innerAddr, role: "worker", extra: bastion}})
+	inv := inventoryFor(t, l, l.KnownHostsFile, "root", []invNode{{Name: "inner", Address: innerAddr, Role: "worker", Extra: bastion}})
 	stdout, _, code := kb(t, "-i", inv, "-o", "json", "exec", "--", "hostname; ip -4 -o addr show scope global | awk '{print $4}'")
 	recs := parseExec(t, stdout)
 	if code != 0 || !strings.HasPrefix(recs["inner"].Stdout, "inner\n10.82.") {
 		t.Fatalf("through the bastion: exit %d %+v", code, recs)
 	}
 	// Without the bastion the host cannot reach it at all.
-	direct := inventoryFor(t, l, l.KnownHostsFile, "root", []invNode{{name: "inner", address: innerAddr, role: "worker"}})
+	direct := inventoryFor(t, l, l.KnownHostsFile, "root", []invNode{{Name: "inner", Address: innerAddr, Role: "worker"}})
 	r := kbRun(t, nil, "-i", direct, "--connect-timeout", "3s", "exec", "--", "hostname")
 	if r.code != 2 {
 		t.Errorf("inner reachable without the bastion: exit %d", r.code)
@@ -344,7 +315,7 @@ func TestAtomicWriteSurvivesDroppedConnection(t *testing.T) {
 		t.Run(user, func(t *testing.T) {
 			dest := "/etc/kb-atomic-" + user
 			labExec(t, "cp1", "echo original > "+dest)
-			inv := inventoryFor(t, l, l.KnownHostsFile, user, labNodes(l)[:1])
+			inv := inventoryFor(t, l, l.KnownHostsFile, user, labNodes(t, l)[:1])
 			// The helper binary streams 64 MiB into dest through the node
 			// layer; halfway the test kills the node's sshd sessions.
 			done := make(chan result, 1)
@@ -364,17 +335,5 @@ func TestAtomicWriteSurvivesDroppedConnection(t *testing.T) {
 				t.Errorf("destination changed by an interrupted write: %q...", got[:min(len(got), 40)])
 			}
 		})
-	}
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -28,12 +28,6 @@ var initSpec = labSpec{
 	},
 }
 
-// initInventory writes the inventory of the init lab with the named nodes.
-func initInventory(t *testing.T, l *lab.Lab, dir string, names ...string) string {
-	t.Helper()
-	return kubernetesInventory(t, l, dir, "kbootstrap-"+fmt.Sprint(len(names))+".yaml", "init", "", names...)
-}
-
 // psWatch snapshots the process list of every node while a run goes on.
 type psWatch struct {
 	mu      sync.Mutex
@@ -121,21 +115,6 @@ func hostKubectl(kubeconfig string, args ...string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig, "--request-timeout=10s"}, args...)...).CombinedOutput()
 	return string(out), err
-}
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(time.Second)
-	}
 }
 
 // TestInit forms an HA cluster from bare nodes with `kbootstrap init` (3

@@ -284,33 +284,6 @@ func kbRunWatch(t *testing.T, env []string, onLine func(string), args ...string)
 	return r
 }
 
-// labExec runs a shell command as root inside a node of the shared lab.
-func labExec(t *testing.T, nodeName, cmd string) string {
-	t.Helper()
-	return labExecIn(t, sharedLab(t), nodeName, cmd)
-}
-
-func labExecIn(t *testing.T, l *lab.Lab, nodeName, cmd string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := l.Exec(ctx, nodeName, "sh", "-c", cmd)
-	if err != nil {
-		t.Fatalf("%s: %s: %v\n%s", nodeName, cmd, err, out)
-	}
-	return string(out)
-}
-
-// writeFile writes a test file and returns its path.
-func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 var (
 	helperOnce sync.Once
 	helperBin  string
@@ -343,37 +316,6 @@ func kbHelper(t *testing.T, inv string, args ...string) result {
 		r.code, r.stderr = -1, err.Error()
 	}
 	return r
-}
-
-// waitSystemd waits until systemd runs (not degraded) on each named node.
-func waitSystemd(t *testing.T, l *lab.Lab, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		waitUntil(t, n+": systemd running", 90*time.Second, func() error {
-			out, err := l.Exec(context.Background(), n, "sh", "-c", `s=$(systemctl is-system-running || true); [ "$s" = running ] || { echo "$s"; exit 1; }`)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		})
-	}
-}
-
-// kubernetesInventory writes dir/file, the inventory of cluster name over
-// the named lab nodes (root with the lab's key; internalAddress = address),
-// with extra top-level lines after kubernetesVersion.
-func kubernetesInventory(t *testing.T, l *lab.Lab, dir, file, name, extra string, names ...string) string {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "name: %s\nkubernetesVersion: v1.34.4\n%sssh:\n  user: root\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", name, extra, l.KeyFile, l.KnownHostsFile)
-	for _, nn := range names {
-		n, ok := l.Node(nn)
-		if !ok {
-			t.Fatalf("no lab node %s", nn)
-		}
-		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    internalAddress: %s\n    role: %s\n", n.Name, n.Addresses[0], n.Addresses[0], n.Role)
-	}
-	return writeFile(t, dir, file, b.String(), 0o644)
 }
 
 // prepareNodes runs the air-gapped prepare-node on the Kubernetes nodes of

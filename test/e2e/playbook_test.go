@@ -201,7 +201,7 @@ func TestPlaybookModulesIdempotentAndCheckChangesNothing(t *testing.T) {
 
 func TestPlaybookThroughSudo(t *testing.T) {
 	l := sharedLab(t)
-	inv := inventoryFor(t, l, l.KnownHostsFile, "vagrant", labNodes(l))
+	inv := inventoryFor(t, l, l.KnownHostsFile, "vagrant", labNodes(t, l))
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
 	writeFile(t, dir, "bin/tool", "#!/bin/sh\necho tool\n", 0o755)

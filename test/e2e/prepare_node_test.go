@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,46 +52,6 @@ func requireKubeArtifacts(t *testing.T) (bin, images string) {
 		t.Skip(msg)
 	}
 	return bin, images
-}
-
-// nodeSh runs a bash script on a lab node over ssh as root, as a user would.
-func nodeSh(t *testing.T, l *lab.Lab, node, script string) (string, error) {
-	t.Helper()
-	args, err := l.SSHArgs(node, "root")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(args[0], append(args[1:], "bash -eu -o pipefail -s")...)
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	return strings.TrimSpace(out.String()), err
-}
-
-func mustSh(t *testing.T, l *lab.Lab, node, script string) string {
-	t.Helper()
-	out, err := nodeSh(t, l, node, script)
-	if err != nil {
-		t.Fatalf("%s: %s: %v\n%s", node, strings.SplitN(script, "\n", 2)[0], err, out)
-	}
-	return out
-}
-
-// waitSh polls a script on a node until it succeeds.
-func waitSh(t *testing.T, l *lab.Lab, node, what string, timeout time.Duration, script string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		out, err := nodeSh(t, l, node, script)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s: not within %s: %v\n%s", node, what, timeout, err, out)
-		}
-		time.Sleep(time.Second)
-	}
 }
 
 // recapWant checks the recap of every host of a run.

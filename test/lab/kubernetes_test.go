@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -277,22 +276,10 @@ type kubeadmRun struct {
 	l *Lab
 }
 
-// try runs a bash script on the node and returns its trimmed output.
+// try runs a bash script on the node over ssh as root and returns its
+// trimmed output.
 func (k *kubeadmRun) try(node, script string) (string, error) {
-	args, err := k.l.SSHArgs(node, "root")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command(args[0], append(args[1:], "bash -eu -o pipefail -s")...)
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	s := strings.TrimSpace(out.String())
-	if err != nil {
-		return s, fmt.Errorf("%s: %q: %w: %s", node, firstLine(script), err, s)
-	}
-	return s, nil
+	return k.l.SSH(context.Background(), node, "root", script)
 }
 
 func (k *kubeadmRun) ssh(node, script string) string {
@@ -307,22 +294,9 @@ func (k *kubeadmRun) ssh(node, script string) string {
 // waitFor polls a script on the node until it succeeds.
 func (k *kubeadmRun) waitFor(node, what string, timeout time.Duration, script string) {
 	k.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		_, err := k.try(node, script)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			k.t.Fatalf("%s: %s: not after %s: %v", node, what, timeout, err)
-		}
-		time.Sleep(time.Second)
+	if err := WaitFor(timeout, time.Second, func() error { _, err := k.try(node, script); return err }); err != nil {
+		k.t.Fatalf("%s: %s: %v", node, what, err)
 	}
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }
 
 // writeFileScript is a shell script that writes content to path.
