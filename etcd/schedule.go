@@ -103,28 +103,10 @@ func ScheduleSnapshots(ctx context.Context, opts ScheduleOptions) error {
 	if err != nil {
 		return err
 	}
-	var bin *nodetimer.Binary
-	if !o.Remove {
-		if bin, err = nodetimer.LoadBinary(o.Binary); err != nil {
-			return err
-		}
-	}
-	_, err = node.Parallel(ctx, o.Nodes, o.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
-		n, err := o.Connector.Connect(ctx, in)
-		if err != nil {
-			return struct{}{}, err
-		}
-		if !n.Privileged() {
-			n = node.Sudo(n)
-		}
-		if o.Remove {
-			err := o.Status.Do(in.Name+": removing the snapshot timer and cron entry", func() error { return nodetimer.Remove(ctx, n, SnapshotUnit) })
-			if err == nil {
-				o.Status.Printf("%s: snapshot schedule removed (%s and the snapshots in %s left in place)", in.Name, nodetimer.NodeBinary, o.Dir)
-			}
-			return struct{}{}, err
-		}
-		return struct{}{}, nodetimer.Install(ctx, n, j, bin, o.Status)
+	return nodetimer.Schedule(ctx, nodetimer.ScheduleOptions{
+		Nodes: o.Nodes, Connector: o.Connector, Concurrency: o.Concurrency,
+		Job:    func(inventory.Node) nodetimer.Job { return j },
+		Binary: o.Binary, Remove: o.Remove, Status: o.Status,
+		What: "snapshot", Kept: nodetimer.NodeBinary + " and the snapshots in " + o.Dir,
 	})
-	return err
 }

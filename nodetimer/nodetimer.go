@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -418,4 +419,52 @@ func verb(wrote bool) string {
 		return "installed"
 	}
 	return "unchanged"
+}
+
+// ScheduleOptions configure Schedule.
+type ScheduleOptions struct {
+	Nodes       []inventory.Node
+	Connector   node.Connector
+	Concurrency int
+	// Job is the job on each node (the same, or spaced apart by Delay).
+	Job func(in inventory.Node) Job
+	// Binary is the Linux kbootstrap to install ("" means this executable).
+	Binary string
+	// Remove uninstalls the job instead (the binary stays).
+	Remove bool
+	// What names the job in the progress lines ("renewal"); Kept says what
+	// a removal leaves in place.
+	What, Kept string
+	Status     Stepper
+}
+
+// Schedule installs (or with Remove, removes) the job on every node, in
+// parallel up to Concurrency, through sudo for a non-root user.
+func Schedule(ctx context.Context, o ScheduleOptions) error {
+	var bin *Binary
+	if !o.Remove {
+		var err error
+		if bin, err = LoadBinary(o.Binary); err != nil {
+			return err
+		}
+	}
+	_, err := node.Parallel(ctx, o.Nodes, o.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
+		j := o.Job(in)
+		n, err := o.Connector.Connect(ctx, in)
+		if err != nil {
+			return struct{}{}, err
+		}
+		if !n.Privileged() {
+			n = node.Sudo(n)
+		}
+		if o.Remove {
+			err := o.Status.Do(in.Name+": removing the "+o.What+" timer and cron entry", func() error { return Remove(ctx, n, j.Name) })
+			if err == nil {
+				o.Status.Printf("%s: %s schedule removed (%s left in place)", in.Name, o.What, o.Kept)
+			}
+			return struct{}{}, err
+		}
+		return struct{}{}, Install(ctx, n, j, bin, o.Status)
+	})
+	return err
 }

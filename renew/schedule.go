@@ -169,37 +169,18 @@ func Schedule(ctx context.Context, opts ScheduleOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	var bin *nodetimer.Binary
-	if !o.Remove {
-		var err error
-		if bin, err = nodetimer.LoadBinary(o.Binary); err != nil {
-			return err
-		}
-	}
 	index := map[string]int{}
 	for _, n := range o.Inventory.Nodes {
 		if n.Role == inventory.RoleControlPlane {
 			index[n.Name] = len(index)
 		}
 	}
-	_, err := node.Parallel(ctx, o.Nodes, o.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
-		n, err := o.Connector.Connect(ctx, in)
-		if err != nil {
-			return struct{}{}, err
-		}
-		if !n.Privileged() {
-			n = node.Sudo(n)
-		}
-		if o.Remove {
-			err := o.Status.Do(in.Name+": removing the renewal timer and cron entry", func() error { return nodetimer.Remove(ctx, n, UnitName) })
-			if err == nil {
-				o.Status.Printf("%s: renewal schedule removed (%s left in place)", in.Name, NodeBinary)
-			}
-			return struct{}{}, err
-		}
-		return struct{}{}, nodetimer.Install(ctx, n, o.job(index[in.Name]), bin, o.Status)
+	return nodetimer.Schedule(ctx, nodetimer.ScheduleOptions{
+		Nodes: o.Nodes, Connector: o.Connector, Concurrency: o.Concurrency,
+		Job:    func(in inventory.Node) nodetimer.Job { return o.job(index[in.Name]) },
+		Binary: o.Binary, Remove: o.Remove, Status: o.Status,
+		What: "renewal", Kept: NodeBinary,
 	})
-	return err
 }
 
 // DefaultWorkstationLog is where --print's crontab line appends its output.
