@@ -32,11 +32,11 @@ type shellModule struct {
 
 func (m *shellModule) setFree(s string) { m.Cmd = s }
 
-func (m *shellModule) validate() error {
+func (m *shellModule) validate(v validation) error {
 	if strings.TrimSpace(m.Cmd) == "" {
 		return errors.New("cmd: missing")
 	}
-	return m.execArgs.validate()
+	return m.execArgs.validate(v)
 }
 
 func (m *shellModule) run(ctx context.Context, e *env) (Result, error) {
@@ -53,16 +53,16 @@ type commandModule struct {
 
 func (m *commandModule) setFree(s string) { m.Cmd = s }
 
-func (m *commandModule) validate() error {
+func (m *commandModule) validate(v validation) error {
 	if (strings.TrimSpace(m.Cmd) == "") == (len(m.Argv) == 0) {
 		return errors.New("give exactly one of cmd and argv")
 	}
-	if m.Cmd != "" && !templated(m.Cmd) {
+	if m.Cmd != "" && !v.templated(m.Cmd) {
 		if _, err := splitWords(m.Cmd); err != nil {
 			return fmt.Errorf("cmd: %w", err)
 		}
 	}
-	return m.execArgs.validate()
+	return m.execArgs.validate(v)
 }
 
 func (m *commandModule) run(ctx context.Context, e *env) (Result, error) {
@@ -76,7 +76,7 @@ func (m *commandModule) run(ctx context.Context, e *env) (Result, error) {
 	return m.execArgs.run(ctx, e, "exec "+node.JoinArgs(argv...))
 }
 
-func (a *execArgs) validate() error {
+func (a *execArgs) validate(v validation) error {
 	for k := range a.Environment {
 		if !identifier(k) {
 			return fmt.Errorf("environment: %q is not a variable name", k)
@@ -228,7 +228,7 @@ type debugModule struct {
 }
 
 func (m *debugModule) setFree(s string) { m.Msg = s }
-func (m *debugModule) validate() error  { return nil }
+func (m *debugModule) validate(v validation) error  { return nil }
 func (m *debugModule) run(context.Context, *env) (Result, error) {
 	return Result{Status: StatusOK, Msg: m.Msg}, nil
 }

@@ -425,7 +425,7 @@ func (r *runner) execTask(ctx context.Context, h *hostState, t *Task) (Result, e
 	if err := renderStruct(reflect.ValueOf(m), func(s string) (string, error) { return render(t.Module, s, data) }); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", t.Module, err)
 	}
-	if err := m.validate(); err != nil {
+	if err := m.validate(asRendered); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", t.Module, err)
 	}
 	n := h.n

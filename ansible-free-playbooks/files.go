@@ -96,14 +96,14 @@ type copyModule struct {
 
 func (m *copyModule) sawKeys(keys []string) { m.hasContent = slices.Contains(keys, "content") }
 
-func (m *copyModule) validate() error {
+func (m *copyModule) validate(v validation) error {
 	switch {
 	case m.Dest == "":
 		return errors.New("dest: missing")
 	case m.hasContent == (m.Src != ""):
 		return errors.New("give exactly one of content and src")
 	}
-	return m.attrs.validate()
+	return m.attrs.validate(v)
 }
 
 func (m *copyModule) run(ctx context.Context, e *env) (Result, error) {
@@ -129,14 +129,14 @@ type templateModule struct {
 	attrs `yaml:",inline"`
 }
 
-func (m *templateModule) validate() error {
+func (m *templateModule) validate(v validation) error {
 	switch {
 	case m.Src == "":
 		return errors.New("src: missing")
 	case m.Dest == "":
 		return errors.New("dest: missing")
 	}
-	return m.attrs.validate()
+	return m.attrs.validate(v)
 }
 
 func (m *templateModule) run(ctx context.Context, e *env) (Result, error) {
@@ -167,7 +167,7 @@ type fileModule struct {
 	attrs `yaml:",inline"`
 }
 
-func (m *fileModule) validate() error {
+func (m *fileModule) validate(v validation) error {
 	if m.Path == "" {
 		return errors.New("path: missing")
 	}
@@ -178,11 +178,11 @@ func (m *fileModule) validate() error {
 			return errors.New("src: missing (the target of the link)")
 		}
 	default:
-		if !templated(m.State) {
+		if !v.templated(m.State) {
 			return fmt.Errorf("state %q: want file, directory, absent, link or touch", m.State)
 		}
 	}
-	return m.attrs.validate()
+	return m.attrs.validate(v)
 }
 
 func (m *fileModule) run(ctx context.Context, e *env) (Result, error) {
@@ -191,7 +191,7 @@ func (m *fileModule) run(ctx context.Context, e *env) (Result, error) {
 		state = "file"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "p=%s src=%s state=%s\n", node.ShellQuote(m.Path), node.ShellQuote(m.Src), state)
+	fmt.Fprintf(&b, "p=%s src=%s state=%s\n", node.ShellQuote(m.Path), node.ShellQuote(m.Src), node.ShellQuote(state))
 	b.WriteString(checkFlag(e.check))
 	b.WriteString(m.attrs.shellVars())
 	b.WriteString(attrsFunc)
@@ -235,7 +235,7 @@ type lineinfileModule struct {
 	attrs        `yaml:",inline"`
 }
 
-func (m *lineinfileModule) validate() error {
+func (m *lineinfileModule) validate(v validation) error {
 	if m.Path == "" {
 		return errors.New("path: missing")
 	}
@@ -249,7 +249,7 @@ func (m *lineinfileModule) validate() error {
 			return errors.New("give line or regexp for state: absent")
 		}
 	default:
-		if !templated(m.State) {
+		if !v.templated(m.State) {
 			return fmt.Errorf("state %q: want present or absent", m.State)
 		}
 	}
@@ -257,13 +257,13 @@ func (m *lineinfileModule) validate() error {
 		return errors.New("give insertafter or insertbefore, not both")
 	}
 	for _, re := range []string{m.Regexp, m.InsertAfter, m.InsertBefore} {
-		if re != "" && re != "EOF" && re != "BOF" && !templated(re) {
+		if re != "" && re != "EOF" && re != "BOF" && !v.templated(re) {
 			if _, err := regexp.Compile(re); err != nil {
 				return err
 			}
 		}
 	}
-	return m.attrs.validate()
+	return m.attrs.validate(v)
 }
 
 func (m *lineinfileModule) run(ctx context.Context, e *env) (Result, error) {

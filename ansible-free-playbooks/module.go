@@ -22,7 +22,7 @@ import (
 // at parse time (on arguments that may still hold templates) and again
 // after rendering; run must be idempotent and honour env.check.
 type module interface {
-	validate() error
+	validate(v validation) error
 	run(ctx context.Context, e *env) (Result, error)
 }
 
@@ -171,8 +171,8 @@ type attrs struct {
 	Group string `yaml:"group"`
 }
 
-func (a attrs) validate() error {
-	if a.Mode != "" && !templated(a.Mode) {
+func (a attrs) validate(v validation) error {
+	if a.Mode != "" && !v.templated(a.Mode) {
 		if _, err := parseMode(a.Mode); err != nil {
 			return err
 		}

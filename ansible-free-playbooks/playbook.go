@@ -325,7 +325,7 @@ func (p *parser) moduleArgs(name string, v *yaml.Node, task string) module {
 }
 
 func (p *parser) validate(name string, m module, v *yaml.Node, task string) module {
-	if err := m.validate(); err != nil {
+	if err := m.validate(asParsed); err != nil {
 		p.fail(v.Line, task, "%s: %v", name, err)
 		return nil
 	}

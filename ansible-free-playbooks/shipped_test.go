@@ -51,7 +51,7 @@ func renderTask(t *testing.T, pb *Playbook, name string, data map[string]any) mo
 		if err := renderStruct(reflect.ValueOf(m), func(s string) (string, error) { return render(task.Module, s, data) }); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if err := m.validate(); err != nil {
+		if err := m.validate(asRendered); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		return m

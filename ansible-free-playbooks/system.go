@@ -27,11 +27,11 @@ type sysctlModule struct {
 
 var sysctlName = regexp.MustCompile(`^[A-Za-z0-9_./-]+$`)
 
-func (m *sysctlModule) validate() error {
+func (m *sysctlModule) validate(v validation) error {
 	switch {
 	case m.Name == "":
 		return errors.New("name: missing")
-	case !templated(m.Name) && !sysctlName.MatchString(m.Name):
+	case !v.templated(m.Name) && !sysctlName.MatchString(m.Name):
 		return fmt.Errorf("name %q: not a sysctl name", m.Name)
 	}
 	switch m.State {
@@ -41,7 +41,7 @@ func (m *sysctlModule) validate() error {
 		}
 	case "absent":
 	default:
-		if !templated(m.State) {
+		if !v.templated(m.State) {
 			return fmt.Errorf("state %q: want present or absent", m.State)
 		}
 	}
@@ -142,17 +142,17 @@ type modprobeModule struct {
 
 var moduleName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-func (m *modprobeModule) validate() error {
+func (m *modprobeModule) validate(v validation) error {
 	switch {
 	case m.Name == "":
 		return errors.New("name: missing")
-	case !templated(m.Name) && !moduleName.MatchString(m.Name):
+	case !v.templated(m.Name) && !moduleName.MatchString(m.Name):
 		return fmt.Errorf("name %q: not a kernel module name", m.Name)
 	}
 	switch m.State {
 	case "", "present", "absent":
 	default:
-		if !templated(m.State) {
+		if !v.templated(m.State) {
 			return fmt.Errorf("state %q: want present or absent", m.State)
 		}
 	}
@@ -170,7 +170,7 @@ func (m *modprobeModule) run(ctx context.Context, e *env) (Result, error) {
 		options = "options " + m.Name + " " + m.Params
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "m=%s params=%s state=%s persistent=%t options=%s\n", m.Name, node.ShellQuote(m.Params), state, persistent, node.ShellQuote(options))
+	fmt.Fprintf(&b, "m=%s params=%s state=%s persistent=%t options=%s\n", node.ShellQuote(m.Name), node.ShellQuote(m.Params), node.ShellQuote(state), persistent, node.ShellQuote(options))
 	b.WriteString(checkFlag(e.check))
 	b.WriteString(`mu=$(printf %s "$m" | tr - _)
 loaded() { [ -d "/sys/module/$mu" ] || grep -qs "/$m.ko" "/lib/modules/$(uname -r)/modules.builtin"; }
@@ -240,23 +240,23 @@ type aptRepo struct {
 
 var pkgName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$`)
 
-func (m *aptModule) validate() error {
+func (m *aptModule) validate(v validation) error {
 	if len(m.Name) == 0 && !m.UpdateCache && m.Repo == nil {
 		return errors.New("name: missing (or update_cache: true, or repo)")
 	}
 	for _, p := range m.Name {
-		if !templated(p) && !pkgName.MatchString(p) {
+		if !v.templated(p) && !pkgName.MatchString(p) {
 			return fmt.Errorf("name: %q is not a package name (pkg or pkg=version)", p)
 		}
 	}
 	switch m.State {
 	case "", "present", "absent":
 	default:
-		if !templated(m.State) {
+		if !v.templated(m.State) {
 			return fmt.Errorf("state %q: want present or absent", m.State)
 		}
 	}
-	if m.CacheValidTime != "" && !templated(m.CacheValidTime) {
+	if m.CacheValidTime != "" && !v.templated(m.CacheValidTime) {
 		if _, err := time.ParseDuration(m.CacheValidTime); err != nil {
 			return fmt.Errorf("cache_valid_time: %w", err)
 		}
@@ -265,7 +265,7 @@ func (m *aptModule) validate() error {
 		switch {
 		case r.Name == "" || r.URI == "" || r.Suite == "":
 			return errors.New("repo: name, uri and suite are required")
-		case !templated(r.Name) && !moduleName.MatchString(r.Name):
+		case !v.templated(r.Name) && !moduleName.MatchString(r.Name):
 			return fmt.Errorf("repo: name %q: letters, digits, - and _ only", r.Name)
 		}
 		n := 0
@@ -316,7 +316,7 @@ func (m *aptModule) run(ctx context.Context, e *env) (Result, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "pkgs=%s state=%s update=%t force_update=%t valid=%d install_opts=%s remove=%s\n",
-		node.ShellQuote(strings.Join(m.Name, " ")), state, m.UpdateCache, repoChanged && !e.check, int(valid.Seconds()), node.ShellQuote(strings.Join(opts, " ")), remove)
+		node.ShellQuote(strings.Join(m.Name, " ")), node.ShellQuote(state), m.UpdateCache, repoChanged && !e.check, int(valid.Seconds()), node.ShellQuote(strings.Join(opts, " ")), remove)
 	b.WriteString(checkFlag(e.check))
 	b.WriteString(`export DEBIAN_FRONTEND=noninteractive
 apt_opts="-q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
@@ -440,14 +440,14 @@ type serviceModule struct {
 	DaemonReload bool   `yaml:"daemon_reload"`
 }
 
-func (m *serviceModule) validate() error {
+func (m *serviceModule) validate(v validation) error {
 	if m.Name == "" {
 		return errors.New("name: missing")
 	}
 	switch m.State {
 	case "", "started", "stopped", "restarted", "reloaded":
 	default:
-		if !templated(m.State) {
+		if !v.templated(m.State) {
 			return fmt.Errorf("state %q: want started, stopped, restarted or reloaded", m.State)
 		}
 	}

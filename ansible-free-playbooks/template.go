@@ -149,5 +149,15 @@ func renderStruct(v reflect.Value, r func(string) (string, error)) error {
 	return nil
 }
 
-// templated reports whether s holds a template action.
-func templated(s string) bool { return strings.Contains(s, "{{") }
+// validation is when a module's arguments are validated: as parsed, a value
+// holding a template action ("{{") is judged after rendering; once rendered,
+// every value is judged as it is, "{{" or not (a var's value may hold one).
+type validation bool
+
+const (
+	asParsed   validation = false
+	asRendered validation = true
+)
+
+// templated reports whether s is still to be rendered.
+func (v validation) templated(s string) bool { return v == asParsed && strings.Contains(s, "{{") }

@@ -90,14 +90,14 @@ type uploadModule struct {
 	Mode string `yaml:"mode"`
 }
 
-func (m *uploadModule) validate() error {
+func (m *uploadModule) validate(v validation) error {
 	switch {
 	case m.Src == "":
 		return errors.New("src: missing")
 	case m.Dest == "":
 		return errors.New("dest: missing")
 	}
-	return attrs{Mode: m.Mode}.validate()
+	return attrs{Mode: m.Mode}.validate(v)
 }
 
 type localFile struct {
@@ -272,7 +272,7 @@ type fetchModule struct {
 	Flat bool   `yaml:"flat"`
 }
 
-func (m *fetchModule) validate() error {
+func (m *fetchModule) validate(v validation) error {
 	switch {
 	case m.Src == "":
 		return errors.New("src: missing")
@@ -326,17 +326,17 @@ type waitForModule struct {
 	Delay   string `yaml:"delay"`   // wait this long first
 }
 
-func (m *waitForModule) validate() error {
+func (m *waitForModule) validate(v validation) error {
 	if (m.Port == "") == (m.Path == "") {
 		return errors.New("give exactly one of port and path")
 	}
-	if m.Port != "" && !templated(m.Port) {
+	if m.Port != "" && !v.templated(m.Port) {
 		if p, err := strconv.Atoi(m.Port); err != nil || p < 1 || p > 65535 {
 			return fmt.Errorf("port %q: not a TCP port", m.Port)
 		}
 	}
 	for _, d := range []string{m.Timeout, m.Delay} {
-		if d != "" && !templated(d) {
+		if d != "" && !v.templated(d) {
 			if _, err := time.ParseDuration(d); err != nil {
 				return err
 			}
@@ -345,7 +345,7 @@ func (m *waitForModule) validate() error {
 	switch m.State {
 	case "", "started", "stopped", "present", "absent":
 	default:
-		if !templated(m.State) {
+		if !v.templated(m.State) {
 			return fmt.Errorf("state %q: want started, stopped, present or absent", m.State)
 		}
 	}
@@ -374,8 +374,9 @@ func (m *waitForModule) run(ctx context.Context, e *env) (Result, error) {
 			want = "! -e"
 		}
 		tries := int(timeout / (200 * time.Millisecond))
-		cmd := fmt.Sprintf("i=0; while [ $i -lt %d ]; do if [ %s %s ]; then exit 0; fi; sleep 0.2; i=$((i+1)); done; echo 'timed out after %s waiting for %s' >&2; exit 3",
-			tries, want, node.ShellQuote(m.Path), timeout, m.Path)
+		msg := fmt.Sprintf("timed out after %s waiting for %s", timeout, m.Path)
+		cmd := fmt.Sprintf("i=0; while [ $i -lt %d ]; do if [ %s %s ]; then exit 0; fi; sleep 0.2; i=$((i+1)); done; printf '%%s\\n' %s >&2; exit 3",
+			tries, want, node.ShellQuote(m.Path), node.ShellQuote(msg))
 		if res, err := e.run(ctx, cmd); err != nil {
 			return Result{}, scriptError(res, err)
 		}
@@ -424,7 +425,7 @@ type imageImportModule struct {
 	Snapshotter string  `yaml:"snapshotter"`
 }
 
-func (m *imageImportModule) validate() error {
+func (m *imageImportModule) validate(v validation) error {
 	switch {
 	case (m.Src == "") == (m.Path == ""):
 		return errors.New("give exactly one of src (local) and path (on the node)")
