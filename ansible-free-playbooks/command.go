@@ -227,8 +227,8 @@ type debugModule struct {
 	Msg string `yaml:"msg"`
 }
 
-func (m *debugModule) setFree(s string) { m.Msg = s }
-func (m *debugModule) validate(v validation) error  { return nil }
+func (m *debugModule) setFree(s string)            { m.Msg = s }
+func (m *debugModule) validate(v validation) error { return nil }
 func (m *debugModule) run(context.Context, *env) (Result, error) {
 	return Result{Status: StatusOK, Msg: m.Msg}, nil
 }
