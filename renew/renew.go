@@ -91,6 +91,8 @@ type Options struct {
 	DrainWait time.Duration
 	// StaleAfter: a lock whose heartbeat is older is taken over; 0 means 2m.
 	StaleAfter time.Duration
+	// lockFile is the node's lock ("" means LockFile; tests use their own).
+	lockFile string
 	// Timeout bounds each wait for a pod to stop, start and be healthy; 0
 	// means 6m: a static pod keeps its UID when its manifest comes back, and
 	// with it the kubelet's crash back-off (up to 5m), which the controller-
@@ -230,7 +232,7 @@ func (o Options) run(ctx context.Context, renewedNodes *[]string) error {
 				continue
 			}
 			o.Status.Printf("%s: would renew (expiring: %s): lock %s, back up %s to %s, %s, %s, verify",
-				t.name, names(t.due), LockFile, kubeadm.KubernetesDir, BackupDir, strings.Join(o.kubeadmCmds(), "; "), restartPlan(restarted(o.Certs)))
+				t.name, names(t.due), o.lockPath(), kubeadm.KubernetesDir, BackupDir, strings.Join(o.kubeadmCmds(), "; "), restartPlan(restarted(o.Certs)))
 		}
 		return nil
 	}

@@ -18,6 +18,7 @@ func (o Options) nodeSteps(r *nodeRun) []nodeStep {
 	return []nodeStep{
 		{name: "lock", run: r.takeLock},                      // lock.go: the node's lock, a stale one taken over
 		{name: "still-due", run: r.stillDue},                 // audit again under the lock: renewed meanwhile?
+		{name: "cluster-lock", run: r.takeClusterLock},       // clusterlock.go: one control plane of the cluster at a time
 		{name: "etcd-healthy", run: r.etcdHealthy},           // health.go: every etcd member healthy first
 		{name: "backup", run: r.takeBackup},                  // backup.go: /etc/kubernetes's PKI and kubeconfigs
 		{name: "renew", run: r.renew, rollback: true},        // kubeadm certs renew
@@ -39,6 +40,7 @@ type nodeRun struct {
 	o       Options
 	t       *target
 	lock    *lock
+	cluster *clusterLock
 	pre     *pki.Result // the audit under the lock, before any change
 	archive string      // the backup archive on the node
 }
@@ -49,6 +51,11 @@ func (o Options) renewNode(ctx context.Context, t *target) error {
 	r := &nodeRun{o: o, t: t}
 	defer r.unlock()
 	for _, s := range o.nodeSteps(r) {
+		// A run whose lock another run took over stops before its next
+		// change, and leaves the node to that run.
+		if err := r.held(ctx); err != nil {
+			return fmt.Errorf("node %s: stopped before %s: %w", t.name, s.name, err)
+		}
 		err := s.run(ctx)
 		switch {
 		case err == nil:
@@ -104,3 +111,16 @@ func (r *nodeRun) only() []inventory.Node {
 // asideDir is where a restart moves a static pod manifest while its pod
 // stops.
 const asideDir = kubeadm.KubernetesDir + "/kbootstrap-aside"
+
+// held checks the locks the run has taken so far.
+func (r *nodeRun) held(ctx context.Context) error {
+	if r.lock != nil {
+		if err := r.lock.held(ctx); err != nil {
+			return err
+		}
+	}
+	if r.cluster != nil {
+		return r.cluster.held()
+	}
+	return nil
+}

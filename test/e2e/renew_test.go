@@ -349,6 +349,35 @@ func TestCertsRenew(t *testing.T) {
 	}
 	waitUntil(t, "cluster healthy after the concurrent runs", 60*time.Second, healthy)
 
+	// (f2) two runs never renew two control planes at once, even on
+	// different nodes: a run holding the cluster's etcd lock (here a holder
+	// key under a 60 s lease, as etcd's concurrency.Mutex and `etcdctl lock`
+	// write it) makes a renewal of cp3 refuse before any change.
+	etcdctl := func(args ...string) string {
+		out, err := hostKubectl(kubeconfig, append([]string{"-n", "kube-system", "exec", "etcd-cp1", "--", "etcdctl", "--endpoints", "https://127.0.0.1:2379",
+			"--cacert", "/etc/kubernetes/pki/etcd/ca.crt", "--cert", "/etc/kubernetes/pki/etcd/server.crt", "--key", "/etc/kubernetes/pki/etcd/server.key"}, args...)...)
+		if err != nil {
+			t.Fatalf("etcdctl %v: %v: %s", args, err, out)
+		}
+		return out
+	}
+	var lease string
+	if f := strings.Fields(etcdctl("lease", "grant", "60")); len(f) >= 2 && f[0] == "lease" {
+		lease = f[1]
+	} else {
+		t.Fatalf("etcdctl lease grant: no lease id")
+	}
+	etcdctl("put", "--lease="+lease, "/kbootstrap/certs-renew/"+lease, "")
+	before["cp3"] = pkiSum("cp3")
+	r = kbRun(t, nil, "-i", inv, "--host", "cp3", "certs", "renew", "--certs", "scheduler.conf", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
+	etcdctl("lease", "revoke", lease)
+	if r.code != 2 || !strings.Contains(r.stderr, "another run is renewing a control plane of this cluster") || pkiSum("cp3") != before["cp3"] {
+		t.Errorf("renew of cp3 while another run holds the cluster lock: exit %d, want 2 and cp3 unchanged\n%s", r.code, r.stderr)
+	}
+	if out := etcdctl("get", "--prefix", "--keys-only", "/kbootstrap/certs-renew"); strings.TrimSpace(out) != "" {
+		t.Errorf("cluster lock keys left in etcd: %q", out)
+	}
+
 	// (g) certs schedule installs the binary and a timer on every control
 	// plane, spaced by --stagger; a second run changes nothing.
 	sum := func(file string) string {
