@@ -383,3 +383,31 @@ func TestShellQuote(t *testing.T) {
 		t.Errorf("round trip: %q %v", out, err)
 	}
 }
+
+// TestRedactWireForms: a secret is redacted in every form it takes on the
+// wire: as given, shell-quoted (a ' becomes '\''), and Go/JSON-escaped
+// (security review, finding 6).
+func TestRedactWireForms(t *testing.T) {
+	for _, tc := range []struct{ secret, text string }{
+		{"s3cr3t", "token s3cr3t refused"},
+		{"pa'ss", "echo " + ShellQuote("pa'ss") + " | tee"},
+		{"it's a \"quote\"", "printf %s " + ShellQuote("it's a \"quote\"")},
+		{"tab\there", `{"value":"tab\there"}`},
+		{"back\\slash", `msg="back\\slash"`},
+	} {
+		r := &Redactor{}
+		r.Add(tc.secret)
+		got := r.String(tc.text)
+		if !strings.Contains(got, Redacted) {
+			t.Errorf("secret %q in %q: not redacted: %q", tc.secret, tc.text, got)
+		}
+		for _, part := range strings.FieldsFunc(tc.secret, func(c rune) bool { return c == '\'' || c == '"' || c == '\t' || c == '\\' || c == ' ' }) {
+			if len(part) >= 3 && strings.Contains(got, part) {
+				t.Errorf("secret %q in %q: %q left in %q", tc.secret, tc.text, part, got)
+			}
+		}
+		if got := RedactString(tc.text, []string{tc.secret}); !strings.Contains(got, Redacted) {
+			t.Errorf("RedactString(%q): not redacted: %q", tc.text, got)
+		}
+	}
+}

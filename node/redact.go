@@ -2,7 +2,10 @@ package node
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -10,14 +13,40 @@ import (
 // Redacted replaces a secret in logged text.
 const Redacted = "[REDACTED]"
 
-// RedactString replaces every non-empty secret in s.
+// RedactString replaces every non-empty secret in s, in each form it takes
+// on the wire (wireForms).
 func RedactString(s string, secrets []string) string {
 	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, Redacted)
+		for _, f := range wireForms(sec) {
+			s = strings.ReplaceAll(s, f, Redacted)
 		}
 	}
 	return s
+}
+
+// wireForms are the forms a secret takes in what kbootstrap sends and
+// prints, longest first: inside a shell-quoted word (ShellQuote turns ' into
+// '\”), and escaped in a Go or JSON string (%q, encoding/json), besides the
+// secret itself.
+func wireForms(sec string) []string {
+	if sec == "" {
+		return nil
+	}
+	forms := []string{sec}
+	add := func(f string) {
+		if f != "" && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	add(strings.ReplaceAll(sec, "'", `'\''`))
+	if q := strconv.Quote(sec); len(q) > 2 {
+		add(q[1 : len(q)-1])
+	}
+	if j, err := json.Marshal(sec); err == nil && len(j) > 2 {
+		add(string(j[1 : len(j)-1]))
+	}
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return forms
 }
 
 func loggedCmd(cmd string, o ExecOptions) string {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/spf13/cobra"
 
 	playbooks "github.com/kbootstrap/kbootstrap/ansible-free-playbooks"
@@ -79,7 +81,7 @@ gives one (a playbook that installs kbootstrap on the nodes uses it).`,
 		},
 	}
 	cmd.Flags().BoolVar(&f.check, "check", false, "report what would change; change nothing")
-	cmd.Flags().StringArrayVarP(&f.extra, "extra-vars", "e", nil, "set a var (key=value), over the playbook's vars")
+	cmd.Flags().StringArrayVarP(&f.extra, "extra-vars", "e", nil, "set a var (key=value), or the vars of a YAML file (@FILE: keeps secrets off the command line), over the playbook's vars")
 	cmd.Flags().StringVar(&f.binaries, "binaries", "", "set the var binaries: a local directory holding kubeadm, kubelet and kubectl (prepare-node, air-gapped)")
 	cmd.Flags().StringVar(&f.images, "images", "", "set the var images: a local directory of image tarballs to import into containerd (prepare-node)")
 	return cmd
@@ -137,16 +139,49 @@ func localDir(flag, dir string) (string, error) {
 	return abs, nil
 }
 
+// parseExtraVars reads -e key=value and -e @FILE (a YAML map of vars: the
+// way to hand a playbook a secret without putting it on kbootstrap's command
+// line, where every user of the workstation can read it).
 func parseExtraVars(kvs []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range kvs {
+		if file, ok := strings.CutPrefix(kv, "@"); ok {
+			if err := varsFile(file, out); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("-e %q: want key=value", kv)
+			return nil, fmt.Errorf("-e %q: want key=value or @FILE", kv)
 		}
 		out[k] = v
 	}
 	return out, nil
+}
+
+// varsFile adds the vars of a YAML file (a map of names to scalars) to out.
+func varsFile(file string, out map[string]string) error {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("-e @%s: %w", file, err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("-e @%s: not a YAML map of vars: %w", file, err)
+	}
+	for k, v := range m {
+		switch v.(type) {
+		case string, bool, float64, int64, nil:
+			if v == nil {
+				v = ""
+			}
+			out[k] = fmt.Sprint(v)
+		default:
+			return fmt.Errorf("-e @%s: %s: want a string, number or boolean, not %T", file, k, v)
+		}
+	}
+	return nil
 }
 
 // progressPrinter prints "HOST | STATUS | TASK[: message]".

@@ -61,3 +61,24 @@ func TestRunFlagsVars(t *testing.T) {
 		})
 	}
 }
+
+func TestExtraVarsFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "secrets.yaml")
+	os.WriteFile(good, []byte("token: \"it's s3cr3t\"\nport: 6443\nenabled: true\n"), 0o600)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("list: [a, b]\n"), 0o600)
+	got, err := parseExtraVars([]string{"a=1", "@" + good, "port=7000"})
+	if err != nil || got["token"] != "it's s3cr3t" || got["port"] != "7000" || got["enabled"] != "true" || got["a"] != "1" {
+		t.Errorf("parseExtraVars = %v, %v", got, err)
+	}
+	for _, tc := range []struct{ arg, want string }{
+		{"@" + bad, "list: want a string, number or boolean"},
+		{"@" + filepath.Join(dir, "missing.yaml"), "no such file"},
+		{"novalue", "want key=value or @FILE"},
+	} {
+		if _, err := parseExtraVars([]string{tc.arg}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseExtraVars(%s) = %v, want %q", tc.arg, err, tc.want)
+		}
+	}
+}
