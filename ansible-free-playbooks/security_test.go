@@ -69,3 +69,39 @@ func TestWaitForPathQuoted(t *testing.T) {
 		t.Errorf("no timeout reported:\n%s", ev)
 	}
 }
+
+// TestImageImportStreamsToCtr: image_import hands a local tarball to ctr on
+// its standard input; no copy goes through a path on the node that another
+// user could create or swap first (security review, finding 1).
+func TestImageImportStreamsToCtr(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.Mkdir(bin, 0o755)
+	got := filepath.Join(dir, "imported")
+	args := filepath.Join(dir, "args")
+	// A ctr that lists no image and records what import is given.
+	fake := "#!/bin/sh\necho \"$@\" >> " + args + "\ncase \"$*\" in *'images ls'*) exit 0 ;; *'images import'*) cat > " + got + " ;; esac\n"
+	if err := os.WriteFile(filepath.Join(bin, "ctr"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	tarball := strings.Repeat("layer bytes ", 1000)
+	src := filepath.Join(dir, "pause.tar")
+	os.WriteFile(src, []byte(tarball), 0o644)
+	before, _ := filepath.Glob("/var/tmp/kbootstrap-image-*")
+	pb := "name: img\nhosts: all\ngather_facts: false\ntasks:\n  - name: images\n    image_import: {src: \"" + src + "\", images: [registry.k8s.io/pause:3.10.1]}\n"
+	recap, ev, err := runWithVars(t, pb, nil)
+	if err != nil || recap.Hosts["h1"].Changed != 1 {
+		t.Fatalf("image_import: %v %+v\n%s", err, recap, ev)
+	}
+	if b, _ := os.ReadFile(got); string(b) != tarball {
+		t.Errorf("ctr received %d bytes, want the %d of the tarball", len(b), len(tarball))
+	}
+	if a, _ := os.ReadFile(args); !strings.Contains(string(a), "images import -") {
+		t.Errorf("ctr was run as:\n%s", a)
+	}
+	after, _ := filepath.Glob("/var/tmp/kbootstrap-image-*")
+	if len(after) > len(before) {
+		t.Errorf("a copy went through /var/tmp: %v", after)
+	}
+}

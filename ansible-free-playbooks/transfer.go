@@ -520,16 +520,21 @@ func (m *imageImportModule) run(ctx context.Context, e *env) (Result, error) {
 		importArgs += " --snapshotter " + node.ShellQuote(m.Snapshotter)
 	}
 	for _, tb := range missing {
-		p := tb.path
-		cleanup := ""
-		if tb.fsys != nil {
-			p = "/var/tmp/kbootstrap-image-" + path.Base(tb.path)
-			if err := writeLocal(ctx, e, tb.fsys, tb.path, p, 0o600); err != nil {
-				return Result{}, err
+		if tb.fsys == nil {
+			if res, err := e.run(ctx, importArgs+" "+node.ShellQuote(tb.path)+" >/dev/null"); err != nil {
+				return Result{}, fmt.Errorf("import %s: %w", tb.path, scriptError(res, err))
 			}
-			cleanup = "; rc=$?; rm -f -- " + node.ShellQuote(p) + "; exit $rc"
+			continue
 		}
-		if res, err := e.run(ctx, importArgs+" "+node.ShellQuote(p)+" >/dev/null"+cleanup); err != nil {
+		// A local tarball goes to ctr on its standard input: no copy on
+		// the node at a path another user could create or swap first.
+		f, err := tb.fsys.Open(tb.path)
+		if err != nil {
+			return Result{}, err
+		}
+		res, err := e.run(ctx, importArgs+" - >/dev/null", node.Stdin(bufio.NewReaderSize(f, 1<<20)))
+		f.Close()
+		if err != nil {
 			return Result{}, fmt.Errorf("import %s: %w", tb.path, scriptError(res, err))
 		}
 	}

@@ -385,7 +385,7 @@ func TestShellQuote(t *testing.T) {
 }
 
 // TestRedactWireForms: a secret is redacted in every form it takes on the
-// wire: as given, shell-quoted (a ' becomes '\''), and Go/JSON-escaped
+// wire: as given, shell-quoted (a ' becomes '\”), and Go/JSON-escaped
 // (security review, finding 6).
 func TestRedactWireForms(t *testing.T) {
 	for _, tc := range []struct{ secret, text string }{
@@ -408,6 +408,42 @@ func TestRedactWireForms(t *testing.T) {
 		}
 		if got := RedactString(tc.text, []string{tc.secret}); !strings.Contains(got, Redacted) {
 			t.Errorf("RedactString(%q): not redacted: %q", tc.text, got)
+		}
+	}
+}
+
+// TestSudoWriteNeverIntoADirectory: a directory planted at the destination
+// (by a local user, before kbootstrap writes there as root) makes the write
+// fail; root's file never lands inside it, where its owner could swap it
+// (security review, finding 1).
+func TestSudoWriteNeverIntoADirectory(t *testing.T) {
+	if _, err := exec.LookPath("sudo"); err != nil {
+		t.Skip("sudo is not installed (test/prereqs.sh installs it)")
+	}
+	if err := exec.Command("sudo", "-n", "true").Run(); err != nil {
+		t.Skip("sudo -n does not work for this user")
+	}
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "kbootstrap-image-x")
+	if err := os.Mkdir(dest, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	s := &sudoNode{inner: NewLocal("local", nil)}
+	err := s.WriteFile(context.Background(), dest, strings.NewReader("image"), WriteOptions{Mode: 0o600})
+	if err == nil {
+		t.Errorf("writing over a directory succeeded")
+	}
+	if ents, _ := os.ReadDir(dest); len(ents) != 0 {
+		t.Errorf("root's file landed inside the planted directory: %v", ents)
+	}
+	// A regular destination is still written, and replaced.
+	file := filepath.Join(dir, "f")
+	for _, content := range []string{"one", "two"} {
+		if err := s.WriteFile(context.Background(), file, strings.NewReader(content), WriteOptions{Mode: 0o640}); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(file); string(b) != content {
+			t.Errorf("content %q, want %q", b, content)
 		}
 	}
 }

@@ -182,7 +182,10 @@ chmod %o "$t"
 	if opts.Chown {
 		script += fmt.Sprintf("chown %d:%d \"$t\"\n", opts.UID, opts.GID)
 	}
-	script += fmt.Sprintf("sync \"$t\" 2>/dev/null || sync\nmv -f \"$t\" %s\ntrap - EXIT\n", ShellQuote(p))
+	// mv -T: a directory planted at p is an error, never a place to move the
+	// file into (where the directory's owner could swap it). Then the
+	// directory is synced, so the rename survives a crash.
+	script += fmt.Sprintf("sync \"$t\" 2>/dev/null || sync\nmv -fT \"$t\" %s\ntrap - EXIT\nsync %s 2>/dev/null || true\n", ShellQuote(p), ShellQuote(dir))
 	res, err := s.Run(ctx, script, Stdin(r), HideOutput())
 	if err != nil {
 		return fileError("write", p, res, err)
