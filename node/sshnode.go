@@ -193,13 +193,26 @@ func sftpInfo(fi os.FileInfo) FileInfo {
 	return info
 }
 
-// WriteFile implements Files over SFTP: a temporary file next to p (mode set
-// before any byte is written), fsync, then an atomic posix-rename over p.
-func (n *SSHNode) WriteFile(ctx context.Context, p string, r io.Reader, opts WriteOptions) (err error) {
+// WriteFile implements Files over SFTP (writeSFTP), then syncs p's
+// directory so that the rename survives a crash.
+func (n *SSHNode) WriteFile(ctx context.Context, p string, r io.Reader, opts WriteOptions) error {
 	c, err := n.sftpClient()
 	if err != nil {
 		return err
 	}
+	if err := writeSFTP(ctx, c, p, r, opts); err != nil {
+		return err
+	}
+	dir := path.Dir(p)
+	_, _ = n.Run(ctx, "sync -- "+ShellQuote(dir)+" 2>/dev/null || true", HideOutput())
+	return nil
+}
+
+// writeSFTP writes p atomically: a private directory (0700) next to p, the
+// file created in it (exclusively, so no other user can open it even before
+// its mode is set), its mode and owner set before any byte, fsync, an atomic
+// posix-rename over p, the directory removed.
+func writeSFTP(ctx context.Context, c *sftp.Client, p string, r io.Reader, opts WriteOptions) (err error) {
 	mode := opts.Mode
 	if mode == 0 {
 		mode = 0o644
@@ -207,7 +220,15 @@ func (n *SSHNode) WriteFile(ctx context.Context, p string, r io.Reader, opts Wri
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	dir, base := path.Split(p)
-	tmp := path.Join(dir, "."+base+".kbtmp-"+hex.EncodeToString(rnd[:]))
+	priv := path.Join(dir, "."+base+".kbtmp-"+hex.EncodeToString(rnd[:]))
+	if err := c.Mkdir(priv); err != nil {
+		return &os.PathError{Op: "write", Path: p, Err: err}
+	}
+	defer c.RemoveDirectory(priv)
+	if err := c.Chmod(priv, 0o700); err != nil {
+		return &os.PathError{Op: "chmod", Path: priv, Err: err}
+	}
+	tmp := path.Join(priv, base)
 	f, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return &os.PathError{Op: "write", Path: p, Err: err}
