@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,6 +141,14 @@ func parseNodes(b []byte) (map[string]clusterNode, error) {
 	out := map[string]clusterNode{}
 	for _, it := range l.Items {
 		cn := clusterNode{Name: it.Metadata.Name, PodCIDR: it.Spec.PodCIDR}
+		// The podCIDR goes into root scripts on every node: a CIDR or nothing.
+		if cn.PodCIDR != "" {
+			p, err := netip.ParsePrefix(cn.PodCIDR)
+			if err != nil {
+				return nil, fmt.Errorf("node %s: spec.podCIDR %q: %w", cn.Name, cn.PodCIDR, err)
+			}
+			cn.PodCIDR = p.Masked().String()
+		}
 		for _, c := range it.Status.Conditions {
 			if c.Type == "Ready" && c.Status == "True" {
 				cn.Ready = true
@@ -147,6 +156,9 @@ func parseNodes(b []byte) (map[string]clusterNode, error) {
 		}
 		for _, a := range it.Status.Addresses {
 			if a.Type == "InternalIP" {
+				if _, err := netip.ParseAddr(a.Address); err != nil {
+					return nil, fmt.Errorf("node %s: status.addresses InternalIP %q: %w", cn.Name, a.Address, err)
+				}
 				cn.InternalIP = a.Address
 			}
 		}

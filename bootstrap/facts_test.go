@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,21 @@ func TestResetAsks(t *testing.T) {
 	})
 	if err != ErrNotConfirmed || !strings.Contains(prompt.String(), "Reset cp2?") {
 		t.Errorf("err %v, prompt %q", err, prompt.String())
+	}
+}
+
+// TestParseNodesRefusesABadPodCIDR: a podCIDR from the API (which anyone
+// who may edit Nodes can set) is parsed as a CIDR before it goes into a
+// root script on every node (security review, finding 9).
+func TestParseNodesRefusesABadPodCIDR(t *testing.T) {
+	for _, bad := range []string{"10.244.1.0/24; touch /tmp/pwned", "$(reboot)", "10.244.1.0", "not-a-cidr/24"} {
+		raw, _ := json.Marshal(map[string]any{"items": []any{map[string]any{"metadata": map[string]any{"name": "w1"}, "spec": map[string]any{"podCIDR": bad}}}})
+		if _, err := parseNodes(raw); err == nil || !strings.Contains(err.Error(), "node w1: spec.podCIDR") {
+			t.Errorf("podCIDR %q: err = %v, want one naming node w1 and spec.podCIDR", bad, err)
+		}
+	}
+	raw := []byte(`{"items":[{"metadata":{"name":"w1"},"spec":{"podCIDR":"fd00:10:244:1::/64"}}]}`)
+	if n, err := parseNodes(raw); err != nil || n["w1"].PodCIDR != "fd00:10:244:1::/64" {
+		t.Errorf("IPv6 podCIDR: %v %v", n, err)
 	}
 }
