@@ -22,7 +22,7 @@ func (o Options) drain(ctx context.Context, n node.Node) (bool, error) {
 		return false, nil
 	}
 	if _, err := n.Run(ctx, "iptables -w -C "+drainRule+" 2>/dev/null || iptables -w -I "+drainRule); err != nil {
-		return false, err
+		return true, err // the rule may be in: undrain (idempotent) will see
 	}
 	return true, sleep(ctx, o.DrainWait)
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
@@ -34,19 +35,22 @@ func (o Options) restartAll(ctx context.Context, t *target, want []string) (err 
 		st := o.Status.Start(t.name + ": draining the API server (new connections refused)")
 		drained, err = o.drain(ctx, t.n)
 		st.End(err)
+		if drained {
+			// Undrained on every way out, interrupted or not.
+			defer func() {
+				cctx, cancel := cleanupContext(ctx, time.Minute)
+				defer cancel()
+				st := o.Status.Start(t.name + ": undraining the API server")
+				uerr := o.undrain(cctx, t.n)
+				st.End(uerr)
+				if err == nil {
+					err = uerr
+				}
+			}()
+		}
 		if err != nil {
 			return err
 		}
-	}
-	if drained {
-		defer func() {
-			st := o.Status.Start(t.name + ": undraining the API server")
-			uerr := o.undrain(ctx, t.n)
-			st.End(uerr)
-			if err == nil {
-				err = uerr
-			}
-		}()
 	}
 	for _, c := range cs {
 		st := o.Status.Start(t.name + ": restarting " + c)
@@ -123,7 +127,12 @@ func (o Options) restart(ctx context.Context, t *target, c string) error {
 		}
 		return err
 	})
-	if _, err := t.n.Run(ctx, fmt.Sprintf("mv %s %s", aside, m)); err != nil {
+	// The manifest goes back whatever happened meanwhile (an interrupt
+	// included): a pod left aside is a control-plane component down.
+	cctx, cancel := cleanupContext(ctx, 30*time.Second)
+	_, err = t.n.Run(cctx, fmt.Sprintf("mv %s %s", aside, m))
+	cancel()
+	if err != nil {
 		return err
 	}
 	if stopErr != nil {

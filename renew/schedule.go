@@ -127,6 +127,8 @@ func (o ScheduleOptions) job(i int) nodetimer.Job {
 			"# A renewal restarts the static pods one at a time and waits on their health;",
 			"# the wait below keeps this control plane apart from the others.",
 			"TimeoutStartSec=infinity",
+			"# Stopped (shutdown, systemctl stop), a renewal puts the node back first.",
+			"TimeoutStopSec=20min",
 		},
 		Args:        o.renewArgs(),
 		OnCalendar:  o.OnCalendar,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
 
@@ -50,26 +51,45 @@ type nodeRun struct {
 func (o Options) renewNode(ctx context.Context, t *target) error {
 	r := &nodeRun{o: o, t: t}
 	defer r.unlock()
+	changed := false // a step that rolls back has started
 	for _, s := range o.nodeSteps(r) {
-		// A run whose lock another run took over stops before its next
-		// change, and leaves the node to that run.
-		if err := r.held(ctx); err != nil {
-			return fmt.Errorf("node %s: stopped before %s: %w", t.name, s.name, err)
-		}
-		err := s.run(ctx)
+		err := r.mayGoOn(ctx, s)
 		switch {
+		case errors.Is(err, ErrLockLost):
+			return fmt.Errorf("node %s: %w", t.name, err) // the node is the other run's now
+		case err != nil && !changed:
+			return fmt.Errorf("node %s: %w", t.name, err)
 		case err == nil:
-			continue
-		case errors.Is(err, errSkipped) || !s.rollback:
-			return err
+			changed = changed || s.rollback
+			if err = s.run(ctx); err == nil {
+				continue
+			}
+			if errors.Is(err, errSkipped) || !changed {
+				return err
+			}
 		}
-		rerr := r.rollback(ctx)
+		// The rollback runs to its end whatever happens to the run's
+		// context, bounded in time.
+		cctx, cancel := cleanupContext(ctx, rollbackTimeout)
+		rerr := r.rollback(cctx)
+		cancel()
 		if rerr != nil {
 			return fmt.Errorf("node %s: %w; restoring the backup %s failed too: %w", t.name, err, r.archive, rerr)
 		}
 		return fmt.Errorf("node %s: %w; backup %s restored, the node serves again", t.name, err, r.archive)
 	}
 	return nil
+}
+
+// rollbackTimeout bounds a rollback that runs after the run was
+// interrupted: the backup restored and four static pods restarted and
+// gated on their health.
+const rollbackTimeout = 15 * time.Minute
+
+// cleanupContext is a context for putting a node back: not cancelled with
+// ctx (an interrupt must not stop the cleanup halfway), bounded by d.
+func cleanupContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
 // stillDue judges the node again under its lock: another run may have
@@ -121,6 +141,19 @@ func (r *nodeRun) held(ctx context.Context) error {
 	}
 	if r.cluster != nil {
 		return r.cluster.held()
+	}
+	return nil
+}
+
+// mayGoOn is asked before each step: an interrupted run (Ctrl-C, SIGTERM)
+// goes no further, and a run whose lock another run took over stops before
+// its next change, leaving the node to that run (ErrLockLost).
+func (r *nodeRun) mayGoOn(ctx context.Context, s nodeStep) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted before %s: %w", s.name, err)
+	}
+	if err := r.held(ctx); err != nil {
+		return fmt.Errorf("stopped before %s: %w", s.name, err)
 	}
 	return nil
 }

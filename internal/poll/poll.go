@@ -14,8 +14,9 @@ import (
 )
 
 // Until calls check at once, then every interval, until it returns nil; it
-// gives up after timeout or when ctx ends, with an error "what: not within
-// timeout: <check's last error>" that wraps that last error.
+// gives up after timeout, with an error "what: not within timeout: <check's
+// last error>" that wraps that last error, or when ctx ends, with one that
+// wraps ctx's error.
 func Until(ctx context.Context, timeout, interval time.Duration, what string, check func(context.Context) error) error {
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
@@ -32,6 +33,14 @@ func Until(ctx context.Context, timeout, interval time.Duration, what string, ch
 	}
 	if _, ok := err.(*stopError); ok {
 		return fmt.Errorf("%s: %w", what, last)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		// The caller's context ended (an interrupt, its own deadline), not
+		// this wait's timeout.
+		if last != nil && last != err {
+			return fmt.Errorf("%s: %w (last: %v)", what, cerr, last)
+		}
+		return fmt.Errorf("%s: %w", what, cerr)
 	}
 	if last == nil {
 		last = err

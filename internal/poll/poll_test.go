@@ -21,9 +21,9 @@ func TestUntil(t *testing.T) {
 		{"passes on the third call", 3, nil, "", 3},
 		{"times out with the last error", 0, nil, "thing: not within 300ms: not yet", 2},
 		{"stopped", -1, nil, "thing: not yet", 1},
-		{"context cancelled", 0, func() (context.Context, context.CancelFunc) {
+		{"the caller's context ends first", 0, func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 120*time.Millisecond)
-		}, "thing: not within 300ms: not yet", 1},
+		}, "thing: context deadline exceeded (last: not yet)", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.Background(), func() {}
@@ -45,8 +45,12 @@ func TestUntil(t *testing.T) {
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("err = %v", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, errNotYet)):
-				t.Fatalf("err = %v, want %q wrapping the check's error", err, tc.wantErr)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			case tc.ctx != nil && !errors.Is(err, context.DeadlineExceeded):
+				t.Fatalf("err = %v, want it to wrap the context's error", err)
+			case tc.ctx == nil && tc.wantErr != "" && !errors.Is(err, errNotYet):
+				t.Fatalf("err = %v, want it to wrap the check's error", err)
 			}
 			if tc.passAt < 0 && calls != 1 {
 				t.Errorf("a stopped check was called %d times", calls)

@@ -251,6 +251,17 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 // onLine (when not nil) as the binary prints it.
 func kbRunWatch(t *testing.T, env []string, onLine func(string), args ...string) result {
 	t.Helper()
+	var f func(string, *os.Process)
+	if onLine != nil {
+		f = func(line string, _ *os.Process) { onLine(line) }
+	}
+	return kbRunProc(t, env, f, args...)
+}
+
+// kbRunProc is kbRunWatch whose onLine also gets the running process (to
+// signal it).
+func kbRunProc(t *testing.T, env []string, onLine func(string, *os.Process), args ...string) result {
+	t.Helper()
 	hasInv := false
 	for _, a := range args {
 		if a == "-i" || a == "--inventory" || strings.HasPrefix(a, "--inventory=") {
@@ -267,7 +278,7 @@ func kbRunWatch(t *testing.T, env []string, onLine func(string), args ...string)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if onLine != nil {
-		cmd.Stdout = io.MultiWriter(&out, &lineWriter{f: onLine})
+		cmd.Stdout = io.MultiWriter(&out, &lineWriter{f: func(line string) { onLine(line, cmd.Process) }})
 	}
 	start := time.Now()
 	err := cmd.Run()

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,6 +380,48 @@ func TestCertsRenew(t *testing.T) {
 	if out := etcdctl("get", "--prefix", "--keys-only", "/kbootstrap/certs-renew"); strings.TrimSpace(out) != "" {
 		t.Errorf("cluster lock keys left in etcd: %q", out)
 	}
+
+	// (f3) SIGTERM (systemctl stop, a shutdown) while cp2's API server is
+	// drained and its manifest aside: the run puts cp2 back before it ends
+	// (manifest in place, undrained, serving the certificate on its disk).
+	var signalled atomic.Bool
+	r = kbRunProc(t, nil, func(line string, p *os.Process) {
+		if strings.Contains(line, "cp2: draining the API server") && signalled.CompareAndSwap(false, true) {
+			// The next step moves the manifest aside at once and waits
+			// seconds for the kubelet to stop the pod.
+			time.AfterFunc(1500*time.Millisecond, func() { p.Signal(syscall.SIGTERM) })
+		}
+	}, "-i", inv, "--host", "cp2", "certs", "renew", "--certs", "apiserver", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
+	if !signalled.Load() {
+		t.Fatalf("the renewal of cp2 never drained its API server: exit %d\n%s", r.code, r.stderr)
+	}
+	if r.code != 2 || !strings.Contains(r.stderr, "context canceled") {
+		t.Errorf("renewal stopped by SIGTERM: exit %d, want 2 saying it was cancelled\n%s", r.code, r.stderr)
+	}
+	t.Logf("timing: renewal interrupted by SIGTERM ended (cp2 put back) %s after it started", r.took.Round(time.Second))
+	if out := labExecIn(t, l, "cp2", `test -f /etc/kubernetes/manifests/kube-apiserver.yaml && echo manifest; ls /etc/kubernetes/kbootstrap-aside/ 2>/dev/null | grep -c yaml || true
+iptables -w -C INPUT -p tcp --dport 6443 --syn ! -i lo -j REJECT --reject-with tcp-reset 2>/dev/null && echo drained || echo undrained`); out != "manifest\n0\nundrained\n" {
+		t.Errorf("cp2 after the interrupted renewal:\n%s", out)
+	}
+	waitUntil(t, "cluster healthy after the interrupted renewal", 2*time.Minute, healthy)
+	waitUntil(t, "cp2 serves the certificate on its disk", time.Minute, func() error {
+		served, err := servedNotAfter(net.JoinHostPort(addr["cp2"], "6443"))
+		if err != nil {
+			return err
+		}
+		block, _ := pem.Decode([]byte(labExecIn(t, l, "cp2", "cat /etc/kubernetes/pki/apiserver.crt")))
+		if block == nil {
+			return errors.New("apiserver.crt: no PEM block")
+		}
+		disk, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return err
+		}
+		if !served.Equal(disk.NotAfter) {
+			return fmt.Errorf("serves NotAfter %s, apiserver.crt says %s", served.UTC(), disk.NotAfter.UTC())
+		}
+		return nil
+	})
 
 	// (g) certs schedule installs the binary and a timer on every control
 	// plane, spaced by --stagger; a second run changes nothing.
