@@ -34,7 +34,7 @@ type ScheduleOptions struct {
 	Dir  string
 	Keep int
 	// OnCalendar (systemd) and Cron (no systemd); RandomDelay spreads the
-	// control planes' snapshots.
+	// control planes' snapshots (0: DefaultSnapshotDelay; negative: none).
 	OnCalendar, Cron string
 	RandomDelay      time.Duration
 	// Binary is the Linux kbootstrap installed on the nodes ("" means this
@@ -59,9 +59,6 @@ func (o ScheduleOptions) withDefaults() ScheduleOptions {
 	}
 	if o.RandomDelay == 0 {
 		o.RandomDelay = DefaultSnapshotDelay
-	}
-	if o.RandomDelay < 0 {
-		o.RandomDelay = 0
 	}
 	return o
 }
@@ -88,7 +85,7 @@ func (o ScheduleOptions) SnapshotJob() (nodetimer.Job, error) {
 		Args:             "etcd snapshot save --local --keep " + strconv.Itoa(o.Keep) + " " + path.Join(o.Dir, "snapshot.db"),
 		OnCalendar:       o.OnCalendar,
 		Cron:             o.Cron,
-		RandomDelay:      o.RandomDelay,
+		RandomDelay:      max(o.RandomDelay, 0), // negative: none
 		Dirs:             []string{o.Dir},
 	}
 	return j, j.Validate()

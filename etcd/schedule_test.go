@@ -3,6 +3,7 @@ package etcd
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kbootstrap/kbootstrap/internal/golden"
 )
@@ -27,6 +28,21 @@ func TestSnapshotJob(t *testing.T) {
 	} {
 		if _, err := tc.o.SnapshotJob(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("SnapshotJob(%+v) = %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+func TestSnapshotJobRandomDelay(t *testing.T) {
+	for _, tc := range []struct {
+		in, want time.Duration
+	}{{0, DefaultSnapshotDelay}, {-1, 0}, {time.Minute, time.Minute}} {
+		j, err := ScheduleOptions{RandomDelay: tc.in}.SnapshotJob()
+		if err != nil || j.RandomDelay != tc.want {
+			t.Errorf("RandomDelay %s: job has %s (%v), want %s", tc.in, j.RandomDelay, err, tc.want)
+		}
+		// Defaulted twice (ScheduleSnapshots, then SnapshotJob): the same.
+		if j2, _ := (ScheduleOptions{RandomDelay: tc.in}).withDefaults().SnapshotJob(); j2.RandomDelay != tc.want {
+			t.Errorf("RandomDelay %s defaulted twice: %s, want %s", tc.in, j2.RandomDelay, tc.want)
 		}
 	}
 }
