@@ -62,18 +62,24 @@ test-vuln:
 
 # The whole suite (what .ci/run calls): unit tests, short fuzz runs of the parsers that read
 # what nodes send back, then the lab tests (root; they skip, saying why, without it).
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
 test: prereqs test-unit test-vuln test-fuzz test-lab
 
 test-unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
+# Every parser of what nodes, the API, files and other runs hand kbootstrap, fuzzed in turn.
+FUZZ_TARGETS = pki:FuzzLoadCertificate pki:FuzzLoadKubeconfig pki:FuzzParseBatch pki:FuzzParseManifest \
+	etcd:FuzzParseArgs etcd:FuzzManifestCommand \
+	inventory:FuzzParse inventory:FuzzVagrant \
+	ansible-free-playbooks:FuzzParse ansible-free-playbooks:FuzzParseFacts ansible-free-playbooks:FuzzParseHashListing \
+	bootstrap:FuzzParseFacts bootstrap:FuzzParseNodes bootstrap:FuzzRuntimeFailure \
+	node:FuzzParseStatLine node:FuzzRedact renew:FuzzHeartbeat nodetimer:FuzzPreviousJitter
 test-fuzz:
-	$(GO) test ./pki -run '^$$' -fuzz '^FuzzLoadCertificate$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./pki -run '^$$' -fuzz '^FuzzLoadKubeconfig$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./etcd -run '^$$' -fuzz '^FuzzParseArgs$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./etcd -run '^$$' -fuzz '^FuzzManifestCommand$$' -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do p=$${t%%:*}; f=$${t#*:}; echo "fuzz ./$$p $$f ($(FUZZTIME))"; \
+	  out=$$($(GO) test ./$$p -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) 2>&1); rc=$$?; \
+	  printf '%s\n' "$$out" | tail -n 3; [ $$rc = 0 ] || { printf '%s\n' "$$out"; exit 1; }; done
 
 test-lab: lab-host-limits
 	cd test && $(GO) vet ./... && $(GO) test -p 1 -count=1 -timeout 75m ./...

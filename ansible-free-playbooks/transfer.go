@@ -175,14 +175,7 @@ func (m *uploadModule) run(ctx context.Context, e *env) (Result, error) {
 	if err != nil {
 		return Result{}, scriptError(res, err)
 	}
-	type remote struct{ sum, mode string }
-	have := map[string]remote{}
-	for _, line := range strings.Split(string(res.Stdout), "\n") {
-		f := strings.SplitN(line, " ", 3)
-		if len(f) == 3 {
-			have[f[2]] = remote{f[0], f[1]}
-		}
-	}
+	have := parseHashListing(string(res.Stdout))
 	var send, chmod []localFile
 	for _, f := range files {
 		r, ok := have[f.rel]
@@ -627,4 +620,19 @@ func normalizeRef(r string) string {
 		name += ":latest"
 	}
 	return name
+}
+
+// remoteFile is a file upload found on the node.
+type remoteFile struct{ sum, mode string }
+
+// parseHashListing reads upload's listing: "SHA256 MODE NAME" per line.
+func parseHashListing(out string) map[string]remoteFile {
+	have := map[string]remoteFile{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.SplitN(line, " ", 3)
+		if len(f) == 3 {
+			have[f[2]] = remoteFile{f[0], f[1]}
+		}
+	}
+	return have
 }

@@ -60,8 +60,14 @@ func gatherFacts(ctx context.Context, n node.Node, in inventory.Node) (*Facts, e
 	if err != nil {
 		return nil, fmt.Errorf("gathering facts: %w", err)
 	}
+	return parseFacts(string(res.Stdout), in, before.Add(after.Sub(before)/2)), nil
+}
+
+// parseFacts reads factsScript's output; mid is when the node's clock was
+// read, as this machine saw it.
+func parseFacts(out string, in inventory.Node, mid time.Time) *Facts {
 	f := &Facts{Node: in.Name, Role: string(in.Role)}
-	for _, line := range strings.Split(string(res.Stdout), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
 			continue
@@ -96,13 +102,12 @@ func gatherFacts(ctx context.Context, n node.Node, in inventory.Node) (*Facts, e
 			}
 		case "time":
 			if secs, err := strconv.ParseFloat(v, 64); err == nil {
-				mid := before.Add(after.Sub(before) / 2)
 				remote := time.Unix(0, int64(secs*1e9))
 				f.ClockOffset = remote.Sub(mid).Round(time.Millisecond)
 			}
 		}
 	}
-	return f, nil
+	return f
 }
 
 // nodeList is the part of `kubectl get nodes -o json` kbootstrap reads.

@@ -236,7 +236,11 @@ func readBatch(ctx context.Context, n node.Node, files []*fileData) error {
 	if err != nil {
 		return err
 	}
-	out := res.Stdout
+	return parseBatch(res.Stdout, files)
+}
+
+// parseBatch splits readBatch's output among files.
+func parseBatch(out []byte, files []*fileData) error {
 	for _, f := range files {
 		line, rest, ok := bytes.Cut(out, []byte("\n"))
 		if !ok {
