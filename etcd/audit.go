@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +65,15 @@ const (
 	CheckProbePlainHTTP   = "probe.plain-http"
 	CheckProbeAPIServer   = "probe.apiserver-client"
 	CheckAccessClientCert = "access.client-cert"
+	CheckCIS1111          = "cis-1.1.11"        // the data directory 0700 or stricter
+	CheckDataFiles        = "etcd.data-files"   // nothing under it readable by others
+	CheckBackupFiles      = "etcd.backup-files" // snapshots and backups kbootstrap writes on the node
 )
+
+// BackupDirs are where kbootstrap keeps etcd snapshots and PKI backups on
+// a control plane (etcd snapshot schedule's default, certs renew's backups):
+// each holds every Secret or key of the cluster.
+var BackupDirs = []string{DefaultSnapshotDir, "/var/lib/kbootstrap/certs-backup"}
 
 // auditor carries one node's audit.
 type auditor struct {
@@ -113,6 +122,7 @@ func Audit(ctx context.Context, n node.Node, opts AuditOptions) ([]report.Findin
 	a := &auditor{n: node.Sudo(n), opts: opts}
 	a.apiServer(ctx)
 	a.etcdStatic(ctx)
+	a.dataOnDisk(ctx)
 	a.probes(ctx)
 	a.access(ctx)
 	return a.out, ctx.Err()
@@ -595,4 +605,78 @@ func (a *auditor) walkCerts(ctx context.Context, dir string, depth int) []string
 		}
 	}
 	return out
+}
+
+// dataOnDisk judges who can read etcd's data on the node: a database
+// readable by others is every Secret of the cluster (CIS 1.1.11), and so is
+// a snapshot or a backup.
+func (a *auditor) dataOnDisk(ctx context.Context) {
+	if a.etcd == nil {
+		return // no local etcd: judged on the etcd hosts
+	}
+	dir := a.etcd.String("data-dir")
+	if dir == "" {
+		dir = kubeadm.EtcdDataDir
+	}
+	mode, loose, err := a.looseFiles(ctx, dir)
+	switch {
+	case err != nil:
+		a.add(CheckCIS1111, dir, report.Fail, "%v", err)
+		return
+	case mode == "":
+		a.add(CheckCIS1111, dir, report.Warn, "--data-dir %s does not exist", dir)
+		return
+	case modeBits(mode)&0o077 != 0:
+		a.add(CheckCIS1111, dir, report.Fail, "the etcd data directory is %s: others can read the cluster's database (every Secret); chmod 700 %s", mode, dir)
+	default:
+		a.add(CheckCIS1111, dir, report.OK, "the etcd data directory is %s", mode)
+	}
+	if len(loose) > 0 {
+		a.add(CheckDataFiles, dir, report.Fail, "readable or writable by others under %s: %s", dir, strings.Join(loose, ", "))
+	} else {
+		a.add(CheckDataFiles, dir, report.OK, "nothing under %s is open to others", dir)
+	}
+	for _, b := range BackupDirs {
+		mode, loose, err := a.looseFiles(ctx, b)
+		switch {
+		case err != nil:
+			a.add(CheckBackupFiles, b, report.Fail, "%v", err)
+		case mode == "":
+			a.add(CheckBackupFiles, b, report.OK, "no %s on this node", b)
+		case modeBits(mode)&0o077 != 0 || len(loose) > 0:
+			a.add(CheckBackupFiles, b, report.Fail, "%s is %s; open to others: %s (snapshots and backups hold every Secret and key: 0700 directories, 0600 files)", b, mode, strings.Join(loose, ", "))
+		default:
+			a.add(CheckBackupFiles, b, report.OK, "%s is %s, nothing in it open to others", b, mode)
+		}
+	}
+}
+
+// looseFiles returns dir's mode ("" when it does not exist) and the paths
+// under it (at most 10) with any group or other permission bit.
+func (a *auditor) looseFiles(ctx context.Context, dir string) (string, []string, error) {
+	q := node.ShellQuote(dir)
+	res, err := a.n.Run(ctx, fmt.Sprintf(`[ -d %[1]s ] || exit 0; stat -c %%a %[1]s; find %[1]s -mindepth 1 ! -type l -perm /077 -printf '%%m %%p\n' 2>/dev/null | head -n 10`, q))
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the modes under %s: %w", dir, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	if len(lines) == 0 || lines[0] == "" {
+		return "", nil, nil
+	}
+	var loose []string
+	for _, l := range lines[1:] {
+		if m, p, ok := strings.Cut(l, " "); ok {
+			loose = append(loose, p+" ("+m+")")
+		}
+	}
+	return lines[0], loose, nil
+}
+
+// modeBits parses an octal mode as stat prints it.
+func modeBits(s string) uint64 {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil {
+		return 0o777
+	}
+	return v
 }

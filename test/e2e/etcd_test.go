@@ -672,7 +672,8 @@ func TestEtcdAudit(t *testing.T) {
 		}
 		for _, check := range []string{"cis-2.1", "cis-2.2", "cis-2.3", "cis-2.4", "cis-2.5", "cis-2.6", "cis-2.7",
 			"cis-1.2.23", "cis-1.2.26", "etcd.client-urls-https", "etcd.metrics-loopback", "etcd.ca-not-cluster-ca",
-			"probe.no-client-cert", "probe.cluster-ca-client-cert", "probe.plain-http", "probe.apiserver-client"} {
+			"probe.no-client-cert", "probe.cluster-ca-client-cert", "probe.plain-http", "probe.apiserver-client",
+			"cis-1.1.11", "etcd.data-files", "etcd.backup-files"} {
 			if len(d.severity(check)) == 0 {
 				t.Errorf("check %s missing", check)
 			}
@@ -715,6 +716,19 @@ func TestEtcdAudit(t *testing.T) {
 		}
 		if !slices.Contains(d.severity("etcd.process-manifest-drift"), "warn") {
 			t.Errorf("process/manifest drift not reported")
+		}
+	})
+	t.Run("etcd's data and backups open to others", func(t *testing.T) {
+		c.mustSh(t, "cp3", "chmod 755 /var/lib/etcd && mkdir -p /var/backups/etcd && touch /var/backups/etcd/snapshot.db && chmod 644 /var/backups/etcd/snapshot.db && chmod 644 /var/lib/etcd/member/snap/db")
+		defer c.mustSh(t, "cp3", "chmod 700 /var/lib/etcd && chmod 600 /var/lib/etcd/member/snap/db && rm -rf /var/backups/etcd")
+		d, code := audit(t, c, "cp3")
+		if code != 2 {
+			t.Errorf("exit %d, want 2", code)
+		}
+		for _, check := range []string{"cis-1.1.11", "etcd.data-files", "etcd.backup-files"} {
+			if !slices.Contains(d.severity(check), "fail") {
+				t.Errorf("%s: %v, want fail", check, d.severity(check))
+			}
 		}
 	})
 	t.Run("auto-tls", func(t *testing.T) {

@@ -244,7 +244,17 @@ func (l *Lab) ensureNodeCgroups(n *nodeState) (string, error) {
 func (l *Lab) prepareKubernetesNode(n *nodeState) (shields string, err error) {
 	dir := l.nodeDir(n.Name)
 	for _, d := range stateDirs {
-		if err := os.MkdirAll(filepath.Join(dir, "var", d), 0o755); err != nil {
+		// etcd's data directory is 0700, as kubeadm makes it (etcd audit's
+		// cis-1.1.11); the others as the packages make them.
+		mode := os.FileMode(0o755)
+		if d == "etcd" {
+			mode = 0o700
+		}
+		p := filepath.Join(dir, "var", d)
+		if err := os.MkdirAll(p, mode); err != nil {
+			return "", err
+		}
+		if err := os.Chmod(p, mode); err != nil {
 			return "", err
 		}
 	}
