@@ -89,10 +89,27 @@ func runtimeFailure(journal string) (int, string) {
 				continue
 			}
 			count++
-			msg = strings.TrimRight(line[i:], `"\ `)
-			msg = strings.ReplaceAll(msg, `\"`, `"`)
+			msg = quotedUntil(line[i:])
 			break
 		}
 	}
 	return count, msg
+}
+
+// quotedUntil is s up to the end of the klog value it starts inside (the
+// first " not escaped), unescaped.
+func quotedUntil(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			i++
+			b.WriteByte(s[i])
+		case s[i] == '"':
+			return strings.TrimSpace(b.String())
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return strings.TrimSpace(b.String())
 }

@@ -15,8 +15,8 @@ func TestRuntimeFailure(t *testing.T) {
 	}{
 		{"nothing", "", 0, ""},
 		{"other errors only", `E1129 "Failed to get status for pod" err="not found"` + "\n" + `I1129 "Started kubelet"`, 0, ""},
-		{"runc, three times", strings.Repeat(runc+"\n", 3), 3, "OCI runtime create failed: runc create failed: unable to start container process: can't get final child's PID from pipe: EOF: unknown"},
-		{"runc message without OCI prefix", `E1129 "CreateContainer in sandbox failed" err="runc create failed: unable to apply cgroup configuration: \"x\""`, 1, `runc create failed: unable to apply cgroup configuration: "x`},
+		{"runc, three times", strings.Repeat(runc+` pod="kube-system/etcd-cp1" podUID="abc"`+"\n", 3), 3, "OCI runtime create failed: runc create failed: unable to start container process: can't get final child's PID from pipe: EOF: unknown"},
+		{"runc message without OCI prefix", `E1129 "CreateContainer in sandbox failed" err="runc create failed: unable to apply cgroup configuration: \"x\"" pod="p"`, 1, `runc create failed: unable to apply cgroup configuration: "x"`},
 	} {
 		count, msg := runtimeFailure(tc.journal)
 		if count != tc.wantCount || msg != tc.wantMsg {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -61,6 +62,9 @@ func (n *SSHNode) Close() error {
 	return n.client.Close()
 }
 
+// cancelGrace is how long a cancelled command's session may take to end.
+const cancelGrace = 5 * time.Second
+
 // Run implements Runner.
 func (n *SSHNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result, error) {
 	o := Apply(opts)
@@ -96,8 +100,15 @@ func (n *SSHNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Resu
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
-		<-done
-		return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, fmt.Errorf("run %q: %w", logged, ctx.Err())
+		// sshd may not deliver the signal (a root session, a child under
+		// sudo) and then keeps the channel open until the command ends: do
+		// not wait for that.
+		select {
+		case <-done:
+			return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, fmt.Errorf("run %q: %w", logged, ctx.Err())
+		case <-time.After(cancelGrace):
+			return Result{}, fmt.Errorf("run %q: %w (the command may still run on %s)", logged, ctx.Err(), n.name)
+		}
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	var ee *ssh.ExitError
