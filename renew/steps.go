@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
-
 	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/pki"
 )

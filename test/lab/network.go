@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,16 +34,28 @@ type ipLink struct {
 }
 
 // hostLinks lists the links of the host's network namespace with their addresses.
+// A dump that links changed under (another lab going down) is retried: ip
+// then says "Dump was interrupted and may be inconsistent." before its JSON.
 func hostLinks(ctx context.Context) ([]ipLink, error) {
-	out, err := run(ctx, nil, "ip", "-d", "-j", "addr", "show")
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		out, err := run(ctx, nil, "ip", "-d", "-j", "addr", "show")
+		if err != nil {
+			return nil, err
+		}
+		var links []ipLink
+		jerr := json.Unmarshal(out, &links)
+		if jerr == nil {
+			return links, nil
+		}
+		if attempt >= 10 || !bytes.Contains(out, []byte("Dump was interrupted")) {
+			return nil, fmt.Errorf("ip -j addr show: %w: %.200s", jerr, out)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	var links []ipLink
-	if err := json.Unmarshal(out, &links); err != nil {
-		return nil, fmt.Errorf("ip -j addr show: %w", err)
-	}
-	return links, nil
 }
 
 func linkExists(name string) bool {
