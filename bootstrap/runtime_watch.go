@@ -34,7 +34,11 @@ var runtimeFailureMarkers = []string{"OCI runtime create failed", "runc create f
 // never comes) is stopped and the error carries the runtime's message.
 func (c *run) kubeadmWatched(ctx context.Context, name, args string, opts ...node.ExecOption) (node.Result, error) {
 	n := c.nodes[name]
-	since := time.Now().Add(-2 * time.Second).Unix()
+	// The journal's times are the node's: read it from the node's now.
+	since := time.Now().Add(-2 * time.Second)
+	if f := c.facts[name]; f != nil {
+		since = since.Add(f.ClockOffset)
+	}
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	done := make(chan struct{})
@@ -48,7 +52,7 @@ func (c *run) kubeadmWatched(ctx context.Context, name, args string, opts ...nod
 				return
 			case <-t.C:
 			}
-			res, err := n.Run(wctx, kubeletJournalScript(since), node.HideOutput())
+			res, err := n.Run(wctx, kubeletJournalScript(since.Unix()), node.HideOutput())
 			if err != nil {
 				continue // the journal is a hint; kubeadm's own outcome stands
 			}

@@ -153,7 +153,7 @@ func Run(ctx context.Context, opts Options) error {
 	var renewedNodes []string
 	err := o.run(ctx, &renewedNodes)
 	if o.Textfile != "" {
-		if werr := o.writeTextfile(ctx, start, renewedNodes, err); werr != nil {
+		if werr := o.writeTextfile(start, renewedNodes, err); werr != nil {
 			err = errors.Join(err, fmt.Errorf("--textfile %s: %w", o.Textfile, werr))
 		}
 	}

@@ -3,16 +3,14 @@ package renew
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/kbootstrap/kbootstrap/node"
+	"github.com/kbootstrap/kbootstrap/internal/atomicfile"
 )
 
 // Results of a run, as the textfile's result label gives them.
@@ -39,7 +37,7 @@ func Result(err error, renewed []string) string {
 const lastSuccessMetric = "kbootstrap_certs_renew_last_success_timestamp_seconds"
 
 // writeTextfile writes the run's metrics to o.Textfile (0644, atomically).
-func (o Options) writeTextfile(ctx context.Context, start time.Time, renewed []string, runErr error) error {
+func (o Options) writeTextfile(start time.Time, renewed []string, runErr error) error {
 	end := o.Now()
 	result := Result(runErr, renewed)
 	lastSuccess := previousGauge(o.Textfile, lastSuccessMetric)
@@ -70,10 +68,7 @@ func (o Options) writeTextfile(ctx context.Context, start time.Time, renewed []s
 		}
 		fmt.Fprintf(&b, "%s{result=%q} %d\n", name, r, v)
 	}
-	if err := os.MkdirAll(filepath.Dir(o.Textfile), 0o755); err != nil {
-		return err
-	}
-	return node.NewLocal("local", nil).WriteFile(ctx, o.Textfile, &b, node.WriteOptions{Mode: 0o644})
+	return atomicfile.Write(o.Textfile, &b, atomicfile.Options{Mode: 0o644, MkdirMode: 0o755})
 }
 
 // previousGauge reads an unlabelled gauge from a previous textfile; 0 when

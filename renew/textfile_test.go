@@ -1,7 +1,6 @@
 package renew
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -23,7 +22,7 @@ func TestTextfile(t *testing.T) {
 		}
 		return string(b)
 	}
-	if err := o.writeTextfile(context.Background(), now.Add(-90*time.Second), []string{"cp1", "cp2"}, nil); err != nil {
+	if err := o.writeTextfile(now.Add(-90*time.Second), []string{"cp1", "cp2"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := read()
@@ -46,7 +45,7 @@ func TestTextfile(t *testing.T) {
 
 	// A later failure keeps the last success's time.
 	now = now.Add(time.Hour)
-	if err := o.writeTextfile(context.Background(), now, nil, fmt.Errorf("node cp2: %w", errors.New("boom"))); err != nil {
+	if err := o.writeTextfile(now, nil, fmt.Errorf("node cp2: %w", errors.New("boom"))); err != nil {
 		t.Fatal(err)
 	}
 	got = read()
