@@ -63,17 +63,32 @@ type hostEtcd struct {
 	client    string // https://127.0.0.1:port
 	flags     ClientFlags
 	cmd       *exec.Cmd
-	log       *bytes.Buffer
+	done      <-chan struct{} // closed when the process has exited
+	log       *syncBuffer
 }
 
-func freeLoopbackPort(t *testing.T) string {
+// freeLoopbackPorts returns n distinct ports free on both 127.0.0.1 and
+// 127.0.0.2: every listener stays open until all n are chosen, so the
+// kernel cannot hand the same port out twice (it did: etcd's client and
+// peer URLs on one port, "address already in use").
+func freeLoopbackPorts(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ports []string
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		l2, err := net.Listen("tcp", "127.0.0.2:"+port)
+		if err != nil {
+			continue // taken on the other address; l stays held, so not offered again
+		}
+		defer l2.Close()
+		ports = append(ports, port)
 	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return ports
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -125,7 +140,29 @@ etcd: {local: {dataDir: /var/lib/etcd, serverCertSANs: [127.0.0.2]}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := map[string]string{":2379": ":" + freeLoopbackPort(t), ":2380": ":" + freeLoopbackPort(t), ":2381": ":" + freeLoopbackPort(t)}
+	// A port can still be taken between its check and etcd's bind: then
+	// etcd exits at once and is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		e, exited := startEtcdOn(t, bin, root, argv, freeLoopbackPorts(t, 3))
+		if !exited || attempt == 3 || !strings.Contains(e.log.String(), "address already in use") {
+			if exited {
+				t.Fatalf("etcd exited:\n%s", e.log.String())
+			}
+			return e
+		}
+		// Whatever the failed start left of a data directory goes too.
+		if err := os.RemoveAll(filepath.Join(root, "var/lib/etcd")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startEtcdOn starts etcd with argv's ports 2379, 2380 and 2381 replaced by
+// ports and waits until it is healthy, or reports that it exited.
+func startEtcdOn(t *testing.T, bin, root string, manifestArgv []string, p []string) (e *hostEtcd, exited bool) {
+	t.Helper()
+	ports := map[string]string{":2379": ":" + p[0], ":2380": ":" + p[1], ":2381": ":" + p[2]}
+	argv := append([]string(nil), manifestArgv...)
 	for i, a := range argv {
 		for from, to := range ports {
 			a = strings.ReplaceAll(a, from, to)
@@ -138,7 +175,7 @@ etcd: {local: {dataDir: /var/lib/etcd, serverCertSANs: [127.0.0.2]}}
 		argv[i] = a
 	}
 	argv[0] = filepath.Join(bin, "etcd")
-	e := &hostEtcd{bin: bin, root: root, log: &bytes.Buffer{}}
+	e = &hostEtcd{bin: bin, root: root, log: &syncBuffer{}}
 	e.client = "https://127.0.0.1" + ports[":2379"]
 	pki := root + "/etc/kubernetes/pki"
 	e.flags = ClientFlags{Endpoints: []string{e.client}, CACert: pki + "/etcd/ca.crt", Cert: pki + "/apiserver-etcd-client.crt", Key: pki + "/apiserver-etcd-client.key", Prefix: DefaultPrefix}
@@ -148,10 +185,18 @@ etcd: {local: {dataDir: /var/lib/etcd, serverCertSANs: [127.0.0.2]}}
 		t.Fatal(err)
 	}
 	t.Cleanup(e.stop)
+	done := make(chan struct{})
+	go func() { e.cmd.Wait(); close(done) }()
+	e.done = done
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := e.etcdctl("endpoint", "health"); err == nil {
-			return e
+			return e, false
+		}
+		select {
+		case <-done:
+			return e, true
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("etcd did not become healthy:\n%s", e.log.String())
@@ -160,11 +205,28 @@ etcd: {local: {dataDir: /var/lib/etcd, serverCertSANs: [127.0.0.2]}}
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe to write from the etcd process's copy
+// goroutines while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func (e *hostEtcd) stop() {
-	if e.cmd.ProcessState == nil {
-		e.cmd.Process.Kill()
-		e.cmd.Wait()
-	}
+	e.cmd.Process.Kill()
+	<-e.done
 }
 
 func (e *hostEtcd) etcdctl(args ...string) (string, error) {

@@ -491,14 +491,20 @@ func etcdutlStatus(t *testing.T, bin, file string) utlStatus {
 	return s
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct free loopback ports: each listener stays
+// open until all are chosen, so one port is never handed out twice.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // restoreAndGet restores file with etcdutl into a fresh data dir on the
@@ -507,7 +513,8 @@ func restoreAndGet(t *testing.T, bin, file, key string) string {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	cport, pport := freePort(t), freePort(t)
+	p := freePorts(t, 2)
+	cport, pport := p[0], p[1]
 	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
 	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
 	if out, err := exec.Command(filepath.Join(bin, "etcdutl"), "snapshot", "restore", file, "--data-dir", data,
