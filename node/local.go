@@ -44,6 +44,24 @@ func (l *Local) Privileged() bool { return os.Geteuid() == 0 }
 func (l *Local) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result, error) {
 	o := Apply(opts)
 	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	// The command leads a session of its own, and a cancel kills the whole
+	// session (kill.go): killing /bin/sh alone left its children running.
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	c.Cancel = func() error {
+		script := killSessionScript(c.Process.Pid)
+		if o.sudo {
+			script = sudoCmd(script)
+		}
+		kctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		defer cancel()
+		if err := exec.CommandContext(kctx, "/bin/sh", "-c", script).Run(); err != nil {
+			l.logger.Warn("ending a cancelled command", "cmd", loggedCmd(cmd, o), "err", err)
+		}
+		if err := c.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return err
+		}
+		return nil
+	}
 	// A child that keeps the output pipes open must not hold Run past ctx.
 	c.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer

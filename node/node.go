@@ -96,6 +96,9 @@ type ExecOptions struct {
 	HideOutput bool      // never log the output
 	HideCmd    bool      // never log the command line (it carries a secret)
 	Secrets    []string  // redacted from logs and errors
+	// sudo: the command goes through sudo (set by Sudo's Run), so ending it
+	// on cancel takes sudo too.
+	sudo bool
 }
 
 // Apply resolves opts.
@@ -106,6 +109,9 @@ func Apply(opts []ExecOption) ExecOptions {
 	}
 	return o
 }
+
+// viaSudo marks a command that Sudo wrapped.
+func viaSudo() ExecOption { return func(o *ExecOptions) { o.sudo = true } }
 
 // Stdin feeds r to the command's standard input.
 func Stdin(r io.Reader) ExecOption { return func(o *ExecOptions) { o.Stdin = r } }

@@ -90,7 +90,8 @@ func (n *SSHNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Resu
 		sess.Stdin = o.Stdin
 	}
 	n.logger.Debug("run", "cmd", logged)
-	if err := sess.Start(cmd); err != nil {
+	token := newRunToken()
+	if err := sess.Start(markedCmd(cmd, token)); err != nil {
 		return Result{}, fmt.Errorf("run %q: %w", logged, err)
 	}
 	done := make(chan error, 1)
@@ -98,11 +99,16 @@ func (n *SSHNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Resu
 	select {
 	case err = <-done:
 	case <-ctx.Done():
+		// The command's whole session is killed from a second session
+		// (kill.go); the signal and closing the channel are what is left
+		// when that fails.
+		if err := n.killMarked(token, o.sudo); err != nil {
+			n.logger.Warn("ending a cancelled command", "cmd", logged, "err", err)
+		}
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
-		// sshd may not deliver the signal (a root session, a child under
-		// sudo) and then keeps the channel open until the command ends: do
-		// not wait for that.
+		// sshd keeps the channel open until the command ends: do not wait
+		// for a command that could not be killed.
 		select {
 		case <-done:
 			return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, fmt.Errorf("run %q: %w", logged, ctx.Err())

@@ -41,7 +41,7 @@ func sudoCmd(cmd string) string { return "sudo -n -- sh -c " + ShellQuote(cmd) }
 func (s *sudoNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result, error) {
 	o := Apply(opts)
 	// Log the command as the caller wrote it, not the sudo wrapper around it.
-	res, err := s.inner.Run(ctx, sudoCmd(cmd), opts...)
+	res, err := s.inner.Run(ctx, sudoCmd(cmd), append(opts[:len(opts):len(opts)], viaSudo())...)
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		if sudoWantsPassword(res.Stderr) {

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -333,6 +336,97 @@ func TestAtomicWriteSurvivesDroppedConnection(t *testing.T) {
 			}
 			if got := labExecIn(t, l, "cp1", "cat "+dest); got != "original\n" {
 				t.Errorf("destination changed by an interrupted write: %q...", got[:min(len(got), 40)])
+			}
+		})
+	}
+}
+
+// kbInterrupted starts kbootstrap, waits until ready holds, sends it SIGINT
+// (Ctrl-C) and waits for it to exit.
+func kbInterrupted(t *testing.T, ready func() bool, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(kbBinary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !ready() {
+		select {
+		case err := <-done:
+			t.Fatalf("kbootstrap %s ended before it could be interrupted (%v):\n%s\n%s", strings.Join(args, " "), err, out.String(), errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("kbootstrap %s: never ready to interrupt:\n%s", strings.Join(args, " "), errb.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("kbootstrap %s still runs a minute after SIGINT", strings.Join(args, " "))
+	}
+	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	}
+	return r
+}
+
+// TestInterruptLeavesNothingRunning: Ctrl-C on kbootstrap ends what it
+// started on every node — a root command under sudo (which sshd's signal
+// cannot reach), a command of the root user, a playbook task — before
+// kbootstrap exits.
+func TestInterruptLeavesNothingRunning(t *testing.T) {
+	l := sharedLab(t)
+	vagrant := inventoryFor(t, l, l.KnownHostsFile, "vagrant", labNodes(t, l))
+	book := writeFile(t, t.TempDir(), "sleep.yaml", `name: sleeps
+hosts: all
+become: true
+gather_facts: false
+tasks:
+  - name: a long task
+    shell: {cmd: "sleep 602; echo finished-$((1+1))"}
+`, 0o644)
+	for _, tc := range []struct {
+		name, sleep string
+		args        []string
+	}{
+		{"exec through sudo", "sleep 600", []string{"-i", vagrant, "exec", "--sudo", "--", "sleep 600; echo finished-$((1+1))"}},
+		{"exec as root", "sleep 601", []string{"-i", l.InventoryFile, "exec", "--", "sleep 601 & wait"}},
+		{"playbook task through sudo", "sleep 602", []string{"-i", vagrant, "playbook", "run", book}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			running := func(n string) bool {
+				out, _ := nodeSh(t, l, n, "pgrep -f -x '"+tc.sleep+"' || true")
+				return strings.TrimSpace(out) != ""
+			}
+			r := kbInterrupted(t, func() bool {
+				for _, n := range l.Nodes {
+					if !running(n.Name) {
+						return false
+					}
+				}
+				return true
+			}, tc.args...)
+			if r.code == 0 || strings.Contains(r.stdout+r.stderr, "finished-2") {
+				t.Errorf("interrupted run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			t.Logf("exit %d %s after SIGINT", r.code, r.took.Round(time.Millisecond))
+			for _, n := range l.Nodes {
+				if running(n.Name) {
+					t.Errorf("%s: %q still runs after kbootstrap exited (%s)", n.Name, tc.sleep, mustSh(t, l, n.Name, "ps -eo pid,pgid,user,args | grep -v grep | grep sleep || true"))
+				}
 			}
 		})
 	}
