@@ -43,7 +43,10 @@ func (l *Local) Privileged() bool { return os.Geteuid() == 0 }
 // Run implements Runner with sh -c.
 func (l *Local) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result, error) {
 	o := Apply(opts)
-	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	stdout, stderr := &cappedBuffer{over: cancelRun}, &cappedBuffer{over: cancelRun}
+	c := exec.CommandContext(runCtx, "/bin/sh", "-c", cmd)
 	// The command leads a session of its own, and a cancel kills the whole
 	// session (kill.go): killing /bin/sh alone left its children running.
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -64,14 +67,16 @@ func (l *Local) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result
 	}
 	// A child that keeps the output pipes open must not hold Run past ctx.
 	c.WaitDelay = 2 * time.Second
-	var stdout, stderr bytes.Buffer
 	c.Stdin = o.Stdin
-	c.Stdout = teeWriter(&stdout, o.Stdout)
-	c.Stderr = teeWriter(&stderr, o.Stderr)
+	c.Stdout = teeWriter(stdout, o.Stdout)
+	c.Stderr = teeWriter(stderr, o.Stderr)
 	logged := loggedCmd(cmd, o)
 	l.logger.Debug("run", "node", l.name, "cmd", logged)
 	err := c.Run()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if err := outputError(logged, stdout, stderr); err != nil && ctx.Err() == nil {
+		return res, err
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ctx.Err() == nil {
 		res.ExitCode = ee.ExitCode()
@@ -83,8 +88,25 @@ func (l *Local) Run(ctx context.Context, cmd string, opts ...ExecOption) (Result
 	return res, nil
 }
 
-// ReadFile implements Files.
-func (l *Local) ReadFile(_ context.Context, path string) ([]byte, error) { return os.ReadFile(path) }
+// ReadFile implements Files. The file is opened non-blocking, so a named
+// pipe is refused instead of waited on.
+func (l *Local) ReadFile(_ context.Context, path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "read", Path: path, Err: ErrNotRegular}
+	}
+	b, err := readBounded(f)
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	return b, nil
+}
 
 // Stat implements Files (without following a final symlink).
 func (l *Local) Stat(_ context.Context, path string) (FileInfo, error) {
@@ -141,9 +163,47 @@ func (l *Local) Dial(ctx context.Context, network, addr string) (net.Conn, error
 	return d.DialContext(ctx, network, addr)
 }
 
-func teeWriter(buf *bytes.Buffer, w io.Writer) io.Writer {
+func teeWriter(buf io.Writer, w io.Writer) io.Writer {
 	if w == nil {
 		return buf
 	}
 	return io.MultiWriter(buf, w)
+}
+
+// cappedBuffer keeps at most MaxReadSize bytes of a command's output; at the
+// first byte beyond, it calls over (which ends the command) and drops the
+// rest, so a command that prints without end cannot exhaust memory.
+type cappedBuffer struct {
+	buf      bytes.Buffer
+	over     func()
+	exceeded bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.exceeded {
+		return len(p), nil
+	}
+	if room := MaxReadSize - c.buf.Len(); len(p) > room {
+		c.buf.Write(p[:room])
+		c.exceeded = true
+		c.over()
+		return len(p), nil
+	}
+	return c.buf.Write(p)
+}
+
+func (c *cappedBuffer) Bytes() []byte { return c.buf.Bytes() }
+
+// outputError is the error of a command whose stdout or stderr outgrew
+// MaxReadSize.
+func outputError(logged string, stdout, stderr *cappedBuffer) error {
+	for _, c := range []struct {
+		name string
+		b    *cappedBuffer
+	}{{"stdout", stdout}, {"stderr", stderr}} {
+		if c.b.exceeded {
+			return fmt.Errorf("run %q: its %s is %w (the command was ended)", logged, c.name, ErrTooLarge)
+		}
+	}
+	return nil
 }

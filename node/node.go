@@ -23,7 +23,9 @@ type Runner interface {
 
 // Files reads and writes files on a node.
 type Files interface {
-	// ReadFile returns the whole content of path.
+	// ReadFile returns the whole content of path, a regular file (after
+	// symlinks) of at most MaxReadSize bytes: else ErrNotRegular or
+	// ErrTooLarge inside an *fs.PathError.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	// Stat returns mode, owner, size and modification time of path (not
 	// following a final symlink is not promised; kubeadm writes no links).
@@ -156,6 +158,32 @@ func (e *ExitError) Error() string {
 		s += ": " + msg
 	}
 	return s
+}
+
+// MaxReadSize bounds what ReadFile returns and what Run keeps of a
+// command's stdout and of its stderr: kbootstrap reads certificates,
+// kubeconfigs, manifests and command output, never bulk data, into memory
+// (snapshots and uploads stream). A path such as /dev/zero named in a
+// kubeconfig gets ErrTooLarge, not the workstation's memory.
+const MaxReadSize = 32 << 20
+
+// ErrTooLarge is a file or a command's output larger than MaxReadSize.
+var ErrTooLarge = fmt.Errorf("larger than %d MiB, the most kbootstrap reads into memory", MaxReadSize>>20)
+
+// ErrNotRegular is a ReadFile of something other than a regular file (a
+// device, a named pipe, a directory), which kbootstrap never reads.
+var ErrNotRegular = errors.New("not a regular file")
+
+// readBounded reads r to its end, at most MaxReadSize bytes.
+func readBounded(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxReadSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxReadSize {
+		return nil, ErrTooLarge
+	}
+	return b, nil
 }
 
 // ErrSudoPassword is returned when sudo -n refuses because it would ask for a

@@ -96,13 +96,69 @@ func (r *Redactor) String(s string) string {
 // complete line to w with the secrets redacted. Close (or Flush) writes what
 // is left.
 func (r *Redactor) Writer(w io.Writer) *LineWriter {
-	return &LineWriter{w: w, transform: r.String}
+	return &LineWriter{w: w, transform: r.String, r: r}
 }
 
 // PrefixWriter returns a LineWriter that prefixes every line with prefix
 // ("cp1: ") and redacts it through r (r may be nil).
 func PrefixWriter(w io.Writer, prefix string, r *Redactor) *LineWriter {
-	return &LineWriter{w: w, transform: func(s string) string { return prefix + r.String(s) }}
+	return &LineWriter{w: w, transform: func(s string) string { return prefix + r.String(s) }, r: r}
+}
+
+// maxLine is the longest line a LineWriter holds: a longer one is written
+// in pieces of about this size, each on a line of its own, so output without
+// newlines cannot grow its buffer without end.
+const maxLine = 64 << 10
+
+// longest is the length of the longest wire form of a secret.
+func (r *Redactor) longest() int {
+	if r == nil {
+		return 0
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, sec := range r.secrets {
+		for _, f := range wireForms(sec) {
+			n = max(n, len(f))
+		}
+	}
+	return n
+}
+
+// safeCut moves a cut of b at position at so that no wire form of a secret
+// spans it: to the start of a form that does, or past its end when it starts
+// at 0. b must hold at least at+longest() bytes, so that every form that
+// starts before at is whole in b. ok is false when no such cut was found
+// (forms overlapping each other across it).
+func (r *Redactor) safeCut(b []byte, at int) (cut int, ok bool) {
+	if r == nil {
+		return at, true
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for range 16 {
+		moved := false
+		for _, sec := range r.secrets {
+			for _, f := range wireForms(sec) {
+				lo := max(0, at-len(f)+1)
+				i := bytes.Index(b[lo:], []byte(f))
+				if i < 0 || lo+i >= at {
+					continue
+				}
+				if start := lo + i; start > 0 {
+					at = start
+				} else {
+					at = len(f)
+				}
+				moved = true
+			}
+		}
+		if !moved {
+			return at, true
+		}
+	}
+	return 0, false
 }
 
 // LineWriter writes whole lines, transformed, to an underlying writer. Lines
@@ -113,6 +169,7 @@ type LineWriter struct {
 	w         io.Writer
 	buf       []byte
 	transform func(string) string
+	r         *Redactor // where secrets are cut around; may be nil
 }
 
 // Write implements io.Writer.
@@ -128,6 +185,22 @@ func (l *LineWriter) Write(p []byte) (int, error) {
 		line := string(l.buf[:i])
 		l.buf = l.buf[i+1:]
 		if _, err := io.WriteString(l.w, l.transform(line)+"\n"); err != nil {
+			return len(p), err
+		}
+	}
+	// A line too long to hold is written in pieces, cut where no secret
+	// spans the cut; once the buffer holds the longest secret beyond the cut
+	// point, every secret that starts before it is whole.
+	for len(l.buf) >= maxLine+l.r.longest() {
+		piece := l.transform("") + Redacted + " [a line cut where a secret spans it]"
+		cut, ok := l.r.safeCut(l.buf, maxLine)
+		if ok {
+			piece = l.transform(string(l.buf[:cut]))
+		} else {
+			cut = maxLine + l.r.longest()
+		}
+		l.buf = l.buf[cut:]
+		if _, err := io.WriteString(l.w, piece+"\n"); err != nil {
 			return len(p), err
 		}
 	}

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -83,9 +82,11 @@ func (n *SSHNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Resu
 		return Result{}, fmt.Errorf("run %q: new session: %w", logged, err)
 	}
 	defer sess.Close()
-	var stdout, stderr bytes.Buffer
-	sess.Stdout = teeWriter(&stdout, o.Stdout)
-	sess.Stderr = teeWriter(&stderr, o.Stderr)
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	stdout, stderr := &cappedBuffer{over: cancelRun}, &cappedBuffer{over: cancelRun}
+	sess.Stdout = teeWriter(stdout, o.Stdout)
+	sess.Stderr = teeWriter(stderr, o.Stderr)
 	if o.Stdin != nil {
 		sess.Stdin = o.Stdin
 	}
@@ -98,7 +99,7 @@ func (n *SSHNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Resu
 	go func() { done <- sess.Wait() }()
 	select {
 	case err = <-done:
-	case <-ctx.Done():
+	case <-runCtx.Done():
 		// The command's whole session is killed from a second session
 		// (kill.go); the signal and closing the channel are what is left
 		// when that fails.
@@ -109,11 +110,19 @@ func (n *SSHNode) Run(ctx context.Context, cmd string, opts ...ExecOption) (Resu
 		sess.Close()
 		// sshd keeps the channel open until the command ends: do not wait
 		// for a command that could not be killed.
+		cause := fmt.Errorf("run %q: %w", logged, ctx.Err())
 		select {
 		case <-done:
-			return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, fmt.Errorf("run %q: %w", logged, ctx.Err())
+			res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+			if err := outputError(logged, stdout, stderr); err != nil && ctx.Err() == nil {
+				cause = err
+			}
+			return res, cause
 		case <-time.After(cancelGrace):
-			return Result{}, fmt.Errorf("run %q: %w (the command may still run on %s)", logged, ctx.Err(), n.name)
+			if ctx.Err() == nil {
+				cause = fmt.Errorf("run %q: its output is %w", logged, ErrTooLarge)
+			}
+			return Result{}, fmt.Errorf("%w (the command may still run on %s)", cause, n.name)
 		}
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
@@ -148,11 +157,23 @@ func (n *SSHNode) sftpClient() (*sftp.Client, error) {
 	return c, nil
 }
 
-// ReadFile implements Files over SFTP (as the SSH user).
+// ReadFile implements Files over SFTP (as the SSH user): readSFTP.
 func (n *SSHNode) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	c, err := n.sftpClient()
 	if err != nil {
 		return nil, err
+	}
+	return readSFTP(ctx, c, p)
+}
+
+// readSFTP reads p, a regular file of at most MaxReadSize bytes. It stats
+// first (following symlinks): opening a named pipe would block the SFTP
+// server.
+func readSFTP(ctx context.Context, c *sftp.Client, p string) ([]byte, error) {
+	if fi, err := c.Stat(p); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "read", Path: p, Err: ErrNotRegular}
 	}
 	f, err := c.Open(p)
 	if err != nil {
@@ -162,14 +183,14 @@ func (n *SSHNode) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	// Closing the file unblocks a read stuck on a dead connection.
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
-	var buf bytes.Buffer
-	if _, err := f.WriteTo(&buf); err != nil {
+	b, err := readBounded(f)
+	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
 		return nil, &os.PathError{Op: "read", Path: p, Err: err}
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // Stat implements Files over SFTP.

@@ -59,9 +59,18 @@ func sudoWantsPassword(stderr []byte) bool {
 }
 
 func (s *sudoNode) ReadFile(ctx context.Context, p string) ([]byte, error) {
-	res, err := s.Run(ctx, "cat -- "+ShellQuote(p), HideOutput())
+	q := ShellQuote(p)
+	// head reads one byte more than the bound, to tell a file of exactly
+	// MaxReadSize bytes from a larger one.
+	cmd := fmt.Sprintf(`[ -e %[1]s ] || { echo %[1]s": No such file or directory" >&2; exit 1; }
+[ -f %[1]s ] || { echo %[1]s": %[2]s" >&2; exit 1; }
+exec head -c %[3]d -- %[1]s`, q, ErrNotRegular, MaxReadSize+1)
+	res, err := s.Run(ctx, cmd, HideOutput())
 	if err != nil {
 		return nil, fileError("read", p, res, err)
+	}
+	if len(res.Stdout) > MaxReadSize {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: ErrTooLarge}
 	}
 	return res.Stdout, nil
 }
@@ -73,6 +82,12 @@ func fileError(op, p string, res Result, err error) error {
 	}
 	if bytes.Contains(res.Stderr, []byte("Permission denied")) {
 		return &fs.PathError{Op: op, Path: p, Err: fs.ErrPermission}
+	}
+	if bytes.Contains(res.Stderr, []byte(": "+ErrNotRegular.Error())) {
+		return &fs.PathError{Op: op, Path: p, Err: ErrNotRegular}
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return &fs.PathError{Op: op, Path: p, Err: ErrTooLarge}
 	}
 	return &fs.PathError{Op: op, Path: p, Err: err}
 }

@@ -221,8 +221,18 @@ func read(ctx context.Context, n node.Node, files []*fileData, concurrency int, 
 	readAll(ctx, n, files, concurrency)
 }
 
+// MaxFileSize bounds every file the audit reads: certificates, keys and
+// kubeconfigs are a few KiB. A kubeconfig may name any path (/dev/zero, a
+// log of gigabytes): that one gets ErrFileTooLarge or node.ErrNotRegular,
+// never read.
+const MaxFileSize = 1 << 20
+
+// ErrFileTooLarge is a file larger than MaxFileSize.
+var ErrFileTooLarge = fmt.Errorf("larger than %d MiB: not a certificate, key or kubeconfig", MaxFileSize>>20)
+
 // readBatch reads every file with one shell command: for each file a header
-// line, "F <size>" followed by the content, "N" (absent) or "E" (not
+// line, "F <size>" followed by the content, "L <size>" (larger than
+// MaxFileSize, not sent), "X" (not a regular file), "N" (absent) or "E" (not
 // readable), then the next. The output holds private keys: it is never
 // logged.
 func readBatch(ctx context.Context, n node.Node, files []*fileData) error {
@@ -231,7 +241,7 @@ func readBatch(ctx context.Context, n node.Node, files []*fileData) error {
 	for _, f := range files {
 		script.WriteString(" " + node.ShellQuote(f.Path))
 	}
-	script.WriteString(`; do if [ -f "$f" ] && [ -r "$f" ]; then printf 'F %s\n' "$(wc -c < "$f")"; cat -- "$f"; elif [ -e "$f" ]; then echo E; else echo N; fi; done`)
+	fmt.Fprintf(&script, `; do if [ -f "$f" ] && [ -r "$f" ]; then s=$(wc -c < "$f"); if [ "$s" -gt %d ]; then echo "L $s"; else printf 'F %%s\n' "$s"; head -c "$s" -- "$f"; fi; elif [ -f "$f" ]; then echo E; elif [ -e "$f" ]; then echo X; else echo N; fi; done`, MaxFileSize)
 	res, err := n.Run(ctx, script.String(), node.HideOutput())
 	if err != nil {
 		return err
@@ -251,6 +261,10 @@ func parseBatch(out []byte, files []*fileData) error {
 			f.Err = &fs.PathError{Op: "read", Path: f.Path, Err: fs.ErrNotExist}
 		case bytes.Equal(line, []byte("E")):
 			f.Err = &fs.PathError{Op: "read", Path: f.Path, Err: fs.ErrPermission}
+		case bytes.Equal(line, []byte("X")):
+			f.Err = &fs.PathError{Op: "read", Path: f.Path, Err: node.ErrNotRegular}
+		case bytes.HasPrefix(line, []byte("L ")):
+			f.Err = &fs.PathError{Op: "read", Path: f.Path, Err: ErrFileTooLarge}
 		case bytes.HasPrefix(line, []byte("F ")):
 			size, err := strconv.Atoi(strings.TrimSpace(string(line[2:])))
 			if err != nil || size < 0 || size > len(rest) {
@@ -283,6 +297,10 @@ func readAll(ctx context.Context, n node.Node, files []*fileData, concurrency in
 			data, err := n.ReadFile(ctx, f.Path)
 			if err != nil {
 				f.Err = err
+				return
+			}
+			if len(data) > MaxFileSize {
+				f.Err = &fs.PathError{Op: "read", Path: f.Path, Err: ErrFileTooLarge}
 				return
 			}
 			f.Data = data

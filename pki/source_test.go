@@ -40,6 +40,29 @@ func TestReadBatch(t *testing.T) {
 	}
 }
 
+// TestReadBoundedFiles: a path a kubeconfig may name that is no small
+// regular file (/dev/zero, a directory, a file over MaxFileSize) is refused
+// by name, in a batch and in single reads, never read whole.
+func TestReadBoundedFiles(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	writeFile(t, big, bytes.Repeat([]byte("x"), MaxFileSize+1), 0o644)
+	writeFile(t, filepath.Join(dir, "ok"), []byte("fine"), 0o644)
+	for _, batch := range []bool{true, false} {
+		files := []*fileData{{Path: "/dev/zero"}, {Path: dir}, {Path: big}, {Path: filepath.Join(dir, "ok")}}
+		read(context.Background(), node.NewLocal("t", nil), files, 2, batch)
+		for i, want := range []error{node.ErrNotRegular, node.ErrNotRegular, ErrFileTooLarge, nil} {
+			f := files[i]
+			if !errors.Is(f.Err, want) || (want != nil && f.Data != nil) {
+				t.Errorf("batch %v: %s: %d bytes, %v; want %v", batch, f.Path, len(f.Data), f.Err, want)
+			}
+		}
+		if string(files[3].Data) != "fine" {
+			t.Errorf("batch %v: ok: %q", batch, files[3].Data)
+		}
+	}
+}
+
 // A node that cannot run the batch command falls back to single reads.
 func TestReadBatchFallback(t *testing.T) {
 	dir := t.TempDir()
