@@ -37,6 +37,9 @@ const (
 	// KubeletConfiguration kubeadm writes there.
 	KubeletDir        = "/var/lib/kubelet"
 	KubeletConfigFile = KubeletDir + "/config.yaml"
+	// KubeletPKIDir holds the kubelet's serving certificate (kubelet.crt,
+	// or kubelet-server-current.pem with serverTLSBootstrap).
+	KubeletPKIDir = KubeletDir + "/pki"
 
 	// APIServerPort is where kubeadm's API servers listen (and the
 	// load balancer kbootstrap installs).

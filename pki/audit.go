@@ -39,6 +39,8 @@ const (
 	CheckEtcdMode         = "etcd.mode"
 	CheckKubeconfigCAData = "kubeconfig.ca-data"
 	CheckKubeconfigSigner = "kubeconfig.signer"
+	CheckKubeconfigServer = "kubeconfig.server"
+	CheckKubeletServing   = "kubelet.serving"
 	CheckClusterSameCA    = "cluster.same-ca"
 	CheckClusterSameSA    = "cluster.same-sa"
 )
@@ -86,6 +88,7 @@ func audit(s *snapshot, f facts, o Options, now time.Time) *nodeAudit {
 	for _, k := range kubeconfigSpecs() {
 		a.kubeconfig(k)
 	}
+	a.kubeletServing()
 	a.etcdSeparate()
 	return a
 }
@@ -577,6 +580,7 @@ func (a *nodeAudit) kubeconfig(spec kubeconfigSpec) {
 			a.add(CheckKubeconfigCAData, f.Rel, report.OK, "%s: %s equals ca.crt", f.Path, caSrc)
 		}
 	}
+	a.server(f, spec, kc.Server, caData, caSrc)
 
 	// The client certificate and key, embedded or referenced.
 	certData, certSrc := kc.ClientCertData, "client-certificate-data"

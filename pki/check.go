@@ -64,6 +64,9 @@ type LocalSource struct {
 	NodeName string
 	// DNSDomain is the cluster's DNS domain; "" when unknown.
 	DNSDomain string
+	// KubeletPKIDir holds the kubelet's serving certificate; "" skips its
+	// check.
+	KubeletPKIDir string
 	// Node reads the files; nil means node.NewLocal.
 	Node node.Node
 }
@@ -194,7 +197,7 @@ func checkRemote(ctx context.Context, o Options, in inventory.Node, now time.Tim
 		perNode = min(perNode, maxSudoReads)
 	}
 	n := node.Sudo(conn)
-	d := dirs{PKI: kubeadm.PKIDir, Kubeconfig: kubeadm.KubernetesDir, Manifests: kubeadm.ManifestsDir, PKIFromManifest: true, Batch: !conn.Privileged()}
+	d := dirs{PKI: kubeadm.PKIDir, Kubeconfig: kubeadm.KubernetesDir, Manifests: kubeadm.ManifestsDir, KubeletPKI: kubeadm.KubeletPKIDir, PKIFromManifest: true, Batch: !conn.Privileged()}
 	snap, err := gather(ctx, n, d, perNode)
 	if err != nil {
 		return nil, err
@@ -208,7 +211,7 @@ func checkLocal(ctx context.Context, o Options, now time.Time) (*nodeAudit, erro
 	if l.PKIDir == "" {
 		return nil, errors.New("local audit: no PKI directory given")
 	}
-	d := dirs{PKI: l.PKIDir, Kubeconfig: l.KubeconfigDir, Manifests: l.ManifestsDir}
+	d := dirs{PKI: l.PKIDir, Kubeconfig: l.KubeconfigDir, Manifests: l.ManifestsDir, KubeletPKI: l.KubeletPKIDir}
 	if d.Kubeconfig == "" {
 		d.Kubeconfig = filepath.Dir(filepath.Clean(l.PKIDir))
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,6 +163,65 @@ func defects() []defect {
 		{name: "sa.key does not match sa.pub", check: CheckCertKeyMatch, file: "sa.key", apply: func(t *testing.T, root string) {
 			replaceFile(t, filepath.Join(pdir(root), "sa.pub"), pubPEM(t, newKey(t, false).Public()))
 		}},
+		{name: "kubeconfig server over http", check: CheckKubeconfigServer, file: "admin.conf", apply: func(t *testing.T, root string) {
+			editKubeconfig(t, filepath.Join(kdir(root), "admin.conf"), func(cl *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
+				cl.Server = strings.Replace(cl.Server, "https://", "http://", 1)
+			})
+		}},
+		{name: "kubeconfig server of another cluster", check: CheckKubeconfigServer, file: "controller-manager.conf", apply: func(t *testing.T, root string) {
+			editKubeconfig(t, filepath.Join(kdir(root), "controller-manager.conf"), func(cl *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
+				cl.Server = "https://10.99.0.1:6443"
+			})
+		}},
+		{name: "kubeconfig server the API server's certificate does not name", check: CheckKubeconfigServer, file: "scheduler.conf", apply: func(t *testing.T, root string) {
+			// Loopback is a fine place for the scheduler, but kubeadm's
+			// apiserver.crt has no SAN for 127.0.0.1: TLS would fail.
+			editKubeconfig(t, filepath.Join(kdir(root), "scheduler.conf"), func(cl *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
+				cl.Server = "https://127.0.0.1:6443"
+			})
+		}},
+		{name: "kubelet serving certificate expired", check: CheckCertExpiry, file: kubeletPKI + "/kubelet.crt", sev: report.Warn, apply: func(t *testing.T, root string) {
+			genKubeletServing(t, root, "cp1", time.Now().Add(-400*24*time.Hour), 365*24*time.Hour)
+		}},
+		{name: "kubelet.key readable by others", check: CheckFileMode, file: kubeletPKI + "/kubelet.key", apply: func(t *testing.T, root string) {
+			os.Chmod(filepath.Join(root, kubeletPKI, "kubelet.key"), 0o644)
+		}},
+		{name: "kubelet.key of another certificate", check: CheckCertKeyMatch, file: kubeletPKI + "/kubelet.key", apply: func(t *testing.T, root string) {
+			replaceFile(t, filepath.Join(root, kubeletPKI, "kubelet.key"), keyPEM(t, newKey(t, false)))
+		}},
+		{name: "bootstrapped kubelet serving certificate without the node address", check: CheckCertSAN, file: kubeletPKI + "/kubelet-server-current.pem", apply: func(t *testing.T, root string) {
+			genKubeletBootstrapped(t, root, "ca", false)
+		}},
+		{name: "bootstrapped kubelet serving certificate from another CA", check: CheckKubeletServing, file: kubeletPKI + "/kubelet-server-current.pem", apply: func(t *testing.T, root string) {
+			genKubeletBootstrapped(t, root, "front-proxy-ca", true)
+		}},
+	}
+}
+
+// kubeletPKI is where the kubelet keeps its serving certificate.
+const kubeletPKI = "/var/lib/kubelet/pki"
+
+// genKubeletBootstrapped writes what a kubelet with serverTLSBootstrap has
+// once its CSR is approved: kubelet-server-<time>.pem (certificate and key)
+// signed by signerBase of cp1's PKI, and kubelet-server-current.pem linking
+// to it; withAddress puts cp1's address in its SANs, as the kubelet asks.
+func genKubeletBootstrapped(t *testing.T, root, signerBase string, withAddress bool) {
+	t.Helper()
+	ca, caKey := loadPair(t, pdir(root), signerBase)
+	k := newKey(t, true)
+	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: "system:node:cp1", Organization: []string{"system:nodes"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour), DNSNames: []string{"cp1"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if withAddress {
+		tmpl.IPAddresses = []net.IP{net.ParseIP("10.77.0.11")}
+	}
+	c := sign(t, tmpl, ca, k.Public(), caKey)
+	dir := filepath.Join(root, kubeletPKI)
+	os.Remove(filepath.Join(dir, "kubelet.crt"))
+	os.Remove(filepath.Join(dir, "kubelet.key"))
+	writeFile(t, filepath.Join(dir, "kubelet-server-2026-11-29-10-00-00.pem"), append(certPEM(c.Raw), keyPEM(t, k)...), 0o600)
+	if err := os.Symlink("kubelet-server-2026-11-29-10-00-00.pem", filepath.Join(dir, "kubelet-server-current.pem")); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -176,8 +236,12 @@ func runDefects(t *testing.T, clean string, opts func(root string) Options) {
 			}
 			root := t.TempDir()
 			copyTree(t, clean, root)
+			o = opts(root)
+			if strings.HasPrefix(d.file, kubeletPKI) && o.Local != nil && o.Local.KubeletPKIDir == "" {
+				t.Skip("the kubelet's directory is audited on a remote node, or with --kubelet-pki-dir")
+			}
 			d.apply(t, root)
-			res, err := Check(context.Background(), opts(root))
+			res, err := Check(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -657,5 +721,27 @@ func TestKubeletConfReferencesRotatedCertificate(t *testing.T) {
 	expectClean(t, res)
 	if f := findOne(res, "cp1", CheckKubeconfigSigner, "kubelet.conf"); f.Severity != report.OK || !strings.Contains(f.Message, "client-certificate /var/lib/kubelet/pki/kubelet-client-current.pem") {
 		t.Errorf("kubelet.conf signer: %+v", f)
+	}
+}
+
+// TestKubeletServingBootstrapped: a serving certificate the cluster CA
+// signed for the node's address (serverTLSBootstrap) is clean, its mode
+// judged on the file kubelet-server-current.pem links to.
+func TestKubeletServingBootstrapped(t *testing.T) {
+	i, conn := genCluster(t, 1)
+	genKubeletBootstrapped(t, conn["cp1"], "ca", true)
+	res, err := Check(context.Background(), Options{Inventory: i, Nodes: i.Nodes, Connector: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectClean(t, res)
+	if f := findOne(res, "cp1", CheckKubeletServing, kubeletPKI+"/kubelet-server-current.pem"); f.Severity != report.OK || !strings.Contains(f.Message, "signed by ca.crt") {
+		t.Errorf("signer: %+v", f)
+	}
+	if f := findOne(res, "cp1", CheckFileMode, kubeletPKI+"/kubelet-server-2026-11-29-10-00-00.pem"); f.Severity != report.OK {
+		t.Errorf("mode of the linked file: %+v", f)
+	}
+	if f := findOne(res, "cp1", CheckKubeconfigServer, "admin.conf"); f.Severity != report.OK {
+		t.Errorf("admin.conf server: %+v", f)
 	}
 }

@@ -17,6 +17,9 @@ import (
 // dirs are the directories audited on one node.
 type dirs struct {
 	PKI, Kubeconfig, Manifests string
+	// KubeletPKI holds the kubelet's serving certificate ("" when not
+	// audited).
+	KubeletPKI string
 	// PKIFromManifest lets the kube-apiserver manifest's --client-ca-file
 	// choose the PKI directory (remote mode: kubeadm's certificatesDir).
 	PKIFromManifest bool
@@ -50,6 +53,15 @@ type snapshot struct {
 	ManifestErrs map[string]error
 	// Referenced are files named by kubeconfigs (by path on the node).
 	Referenced map[string]*fileData
+	// KubeletSeen: the kubelet's PKI directory exists. KubeletServing is
+	// its serving certificate: kubelet-server-current.pem (cert and key,
+	// from the cluster CA with serverTLSBootstrap), else kubelet.crt and
+	// kubelet.key (self-signed); nil when neither is there.
+	KubeletSeen               bool
+	KubeletServing, KubeletKey *fileData
+	// KubeletServingTarget is the newest kubelet-server-<time>.pem, the
+	// file kubelet-server-current.pem links to, whose mode is judged.
+	KubeletServingTarget *fileData
 }
 
 func (s *snapshot) file(rel string) *fileData {
@@ -143,6 +155,37 @@ func gather(ctx context.Context, n node.Node, d dirs, concurrency int) (*snapsho
 	}
 	for _, k := range kubeconfigSpecs() {
 		add(s.Dirs.Kubeconfig, k.File, kcList)
+	}
+	if s.Dirs.KubeletPKI != "" {
+		list, ok, err := listDir(ctx, n, s.Dirs.KubeletPKI)
+		if err != nil {
+			return nil, err
+		}
+		s.KubeletSeen = ok
+		file := func(name string) *fileData {
+			f := &fileData{Rel: path.Join(s.Dirs.KubeletPKI, name), Path: path.Join(s.Dirs.KubeletPKI, name), Present: true}
+			f.Info, f.HasInfo = list[name], true
+			reads = append(reads, f)
+			return f
+		}
+		if _, ok := list["kubelet-server-current.pem"]; ok {
+			s.KubeletServing = file("kubelet-server-current.pem")
+			s.KubeletServing.HasInfo = false // a symlink: its target's mode counts
+			var newest string
+			for name, fi := range list {
+				if strings.HasPrefix(name, "kubelet-server-2") && strings.HasSuffix(name, ".pem") && fi.Mode.IsRegular() && name > newest {
+					newest = name
+				}
+			}
+			if newest != "" {
+				s.KubeletServingTarget = &fileData{Rel: path.Join(s.Dirs.KubeletPKI, newest), Path: path.Join(s.Dirs.KubeletPKI, newest), Present: true, Info: list[newest], HasInfo: true}
+			}
+		} else if _, ok := list["kubelet.crt"]; ok {
+			s.KubeletServing = file("kubelet.crt")
+			if _, ok := list["kubelet.key"]; ok {
+				s.KubeletKey = file("kubelet.key")
+			}
+		}
 	}
 	read(ctx, n, reads, concurrency, d.Batch)
 

@@ -332,6 +332,24 @@ spec:
     name: etcd
 `, c.Address, c.NodeName)), 0o600)
 	}
+	genKubeletServing(t, root, c.NodeName, time.Now().Add(-time.Hour), 365*24*time.Hour)
+}
+
+// genKubeletServing writes the self-signed serving certificate a kubelet
+// writes at its first start (cert.GenerateSelfSignedCertKey): a CA
+// "<host>-ca@<time>" and, signed by it, "<host>@<time>" for the host name;
+// kubelet.crt holds both.
+func genKubeletServing(t testing.TB, root, host string, notBefore time.Time, validity time.Duration) {
+	t.Helper()
+	at := notBefore.Unix()
+	ca, caKey := newCA(t, fmt.Sprintf("%s-ca@%d", host, at), false, notBefore, validity)
+	k := newKey(t, false)
+	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: fmt.Sprintf("%s@%d", host, at)}, NotBefore: notBefore, NotAfter: notBefore.Add(validity),
+		KeyUsage: x509.KeyUsageKeyEncipherment | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, DNSNames: []string{host}}
+	c := sign(t, tmpl, ca, k.Public(), caKey)
+	dir := filepath.Join(root, "var", "lib", "kubelet", "pki")
+	writeFile(t, filepath.Join(dir, "kubelet.crt"), append(certPEM(c.Raw), certPEM(ca.Raw)...), 0o644)
+	writeFile(t, filepath.Join(dir, "kubelet.key"), keyPEM(t, k), 0o600)
 }
 
 func writeKubeconfig(t testing.TB, path, server string, caPEM, certPEM, keyPEM []byte, user string) {

@@ -317,7 +317,7 @@ func (o Options) audit(ctx context.Context, only []inventory.Node, within time.D
 	}
 	po := pki.Options{WarnWithin: w, FailWithin: -1, Now: o.Now}
 	if o.Local != nil {
-		po.Local = &pki.LocalSource{PKIDir: kubeadm.PKIDir, KubeconfigDir: kubeadm.KubernetesDir, ManifestsDir: kubeadm.ManifestsDir, Node: o.Local}
+		po.Local = &pki.LocalSource{PKIDir: kubeadm.PKIDir, KubeconfigDir: kubeadm.KubernetesDir, ManifestsDir: kubeadm.ManifestsDir, KubeletPKIDir: kubeadm.KubeletPKIDir, Node: o.Local}
 	} else {
 		po.Inventory, po.Nodes, po.Connector = o.Inventory, o.Nodes, o.Connector
 		if only != nil {

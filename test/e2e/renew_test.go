@@ -208,6 +208,27 @@ func TestCertsRenew(t *testing.T) {
 	}
 	waitUntil(t, "API ready on every control plane", 60*time.Second, healthy)
 
+	// (0) On a cluster init formed, every kubeconfig's server and each
+	// kubelet's own serving certificate pass certs check (the 48 h
+	// certificates fail it, for their expiry).
+	r = kbRun(t, nil, "-i", inv, "certs", "check", "-o", "json")
+	seen := map[string]int{}
+	for _, f := range parseFindings(t, r.stdout) {
+		if f.Check == "kubeconfig.server" || f.Check == "kubelet.serving" || strings.HasPrefix(f.File, "/var/lib/kubelet/pki/") {
+			seen[f.Node+" "+f.Check]++
+			if f.Severity != "ok" {
+				t.Errorf("certs check: %s %s %s %s: %s", f.Node, f.Severity, f.Check, f.File, f.Message)
+			}
+		}
+	}
+	for _, cp := range cps {
+		for _, c := range []string{"kubeconfig.server", "kubelet.serving", "cert.expiry", "cert.key-match", "file.mode"} {
+			if seen[cp+" "+c] == 0 {
+				t.Errorf("certs check: no %s finding on %s:\n%s", c, cp, r.stdout)
+			}
+		}
+	}
+
 	// (a) --dry-run changes nothing.
 	before := map[string]string{}
 	for _, cp := range cps {

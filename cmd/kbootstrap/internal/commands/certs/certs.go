@@ -17,6 +17,7 @@ import (
 
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
 	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/pki"
 )
@@ -34,7 +35,7 @@ func NewCommand(g *cli.Globals) *cobra.Command {
 
 type checkFlags struct {
 	pkiDir, kubeconfigDir, manifestsDir string
-	nodeName, dnsDomain                 string
+	nodeName, dnsDomain, kubeletPKIDir  string
 	warnWithin, failWithin              days
 	format, out                         string
 }
@@ -62,6 +63,7 @@ Exit status: 0 all ok, 1 warnings only, 2 a failure, an unreadable node or bad i
 	fl.StringVar(&f.manifestsDir, "manifests-dir", "", "local static pod manifests, to learn the node's addresses and flags (default: <kubeconfig-dir>/manifests when it exists)")
 	fl.StringVar(&f.nodeName, "node-name", "", "node name of the local directories (default: etcd.yaml's --name, else the host name)")
 	fl.StringVar(&f.dnsDomain, "dns-domain", "", "cluster DNS domain, for the apiserver SAN check in local mode (default: not checked)")
+	fl.StringVar(&f.kubeletPKIDir, "kubelet-pki-dir", "", "local directory of the kubelet's serving certificate (default: "+kubeadm.KubeletPKIDir+" when --pki-dir is "+kubeadm.PKIDir+", else not checked)")
 	fl.Var(&f.warnWithin, "warn-within", "warn about certificates expiring within this time (e.g. 30d, 72h)")
 	fl.Var(&f.failWithin, "fail-within", "fail on certificates expiring within this time (e.g. 7d, 36h)")
 	fl.StringVar(&f.format, "format", "", "table, json, yaml or prom (default: -o)")
@@ -86,8 +88,8 @@ func runCheck(ctx context.Context, g *cli.Globals, f *checkFlags, manifestsSet b
 	if f.pkiDir != "" {
 		opts.Local = localSource(f, manifestsSet)
 	} else {
-		if f.kubeconfigDir != "" || manifestsSet || f.nodeName != "" || f.dnsDomain != "" {
-			return errors.New("--kubeconfig-dir, --manifests-dir, --node-name and --dns-domain need --pki-dir")
+		if f.kubeconfigDir != "" || manifestsSet || f.nodeName != "" || f.dnsDomain != "" || f.kubeletPKIDir != "" {
+			return errors.New("--kubeconfig-dir, --manifests-dir, --node-name, --dns-domain and --kubelet-pki-dir need --pki-dir")
 		}
 		inv, nodes, pool, err := g.Open(inventory.RoleControlPlane)
 		if err != nil {
@@ -119,7 +121,10 @@ func runCheck(ctx context.Context, g *cli.Globals, f *checkFlags, manifestsSet b
 }
 
 func localSource(f *checkFlags, manifestsSet bool) *pki.LocalSource {
-	l := &pki.LocalSource{PKIDir: f.pkiDir, KubeconfigDir: f.kubeconfigDir, ManifestsDir: f.manifestsDir, NodeName: f.nodeName, DNSDomain: f.dnsDomain}
+	l := &pki.LocalSource{PKIDir: f.pkiDir, KubeconfigDir: f.kubeconfigDir, ManifestsDir: f.manifestsDir, NodeName: f.nodeName, DNSDomain: f.dnsDomain, KubeletPKIDir: f.kubeletPKIDir}
+	if l.KubeletPKIDir == "" && filepath.Clean(f.pkiDir) == kubeadm.PKIDir {
+		l.KubeletPKIDir = kubeadm.KubeletPKIDir
+	}
 	if l.KubeconfigDir == "" {
 		l.KubeconfigDir = filepath.Dir(filepath.Clean(f.pkiDir))
 	}
