@@ -57,7 +57,7 @@ type snapshot struct {
 	// its serving certificate: kubelet-server-current.pem (cert and key,
 	// from the cluster CA with serverTLSBootstrap), else kubelet.crt and
 	// kubelet.key (self-signed); nil when neither is there.
-	KubeletSeen               bool
+	KubeletSeen                bool
 	KubeletServing, KubeletKey *fileData
 	// KubeletServingTarget is the newest kubelet-server-<time>.pem, the
 	// file kubelet-server-current.pem links to, whose mode is judged.

@@ -175,7 +175,9 @@ func TestCertsCheck(t *testing.T) {
 			t.Errorf("exit %d, want 0 (cp2 joined: no super-admin.conf)", code)
 		}
 		// The kubelet's directory is audited on remote nodes only.
-		cluster := func(c string) bool { return strings.HasPrefix(c, "cluster.") || c == "etcd.mode" || c == "kubelet.serving" }
+		cluster := func(c string) bool {
+			return strings.HasPrefix(c, "cluster.") || c == "etcd.mode" || c == "kubelet.serving"
+		}
 		if a, b := verdicts(remote, "cp2", cluster), verdicts(local, "cp2", cluster); !equalMaps(a, b) {
 			t.Errorf("remote and local verdicts differ for cp2:\n%s", diffMaps(a, b))
 		}
