@@ -497,7 +497,7 @@ func TestLoadbalancerTemplateListsControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bind *:6443", "server cp1 127.0.0.1:6443 check", "server cp2 127.0.0.2:6443 check", "option tcp-check", "on-marked-down shutdown-sessions"} {
+	for _, want := range []string{"bind *:6443", "server cp1 127.0.0.1:6443 check", "server cp2 127.0.0.2:6443 check", "option httpchk GET /readyz", "check-ssl verify none", "on-marked-down shutdown-sessions", "option redispatch 1", "stats socket /run/haproxy-kbootstrap.sock mode 600 level admin"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("haproxy.cfg lacks %q:\n%s", want, out)
 		}

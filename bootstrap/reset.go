@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
+	"github.com/kbootstrap/kbootstrap/apidrain"
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
@@ -97,6 +99,31 @@ func resetOne(ctx context.Context, o ResetOptions, in inventory.Node) error {
 	other, _ := adminRun(ctx, o.Inventory, o.Connector, o.Redactor, o.Status, in.Name)
 	if other != nil {
 		other.kubectl(ctx, "drain "+in.Name+" --ignore-daemonsets --delete-emptydir-data --force --timeout=60s", node.HideOutput())
+	}
+	if in.Role == inventory.RoleControlPlane {
+		// Out of the load balancer's rotation before its API server goes
+		// (apidrain, as certs renew drains); put back afterwards, where its
+		// health check keeps it out until it serves again.
+		d, _ := apidrain.For(ctx, apidrain.Options{Inventory: o.Inventory, Connector: o.Connector, Node: n, Name: in.Name, ReadyWait: -1})
+		st := o.Status.Start(in.Name + ": draining the API server (" + d.Method() + ")")
+		err := d.Drain(ctx)
+		st.End(err)
+		switch {
+		case errors.Is(err, apidrain.ErrNoFirewall):
+		case err != nil:
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			d.Undrain(cctx)
+			cancel()
+			return fmt.Errorf("draining the API server (nothing was reset): %w", err)
+		default:
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				if err := d.Undrain(cctx); err != nil {
+					o.Status.Printf("%s: putting the server back in the load balancer's rotation: %v", in.Name, err)
+				}
+			}()
+		}
 	}
 	removed := false
 	if in.Role == inventory.RoleControlPlane && other != nil {

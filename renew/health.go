@@ -19,18 +19,16 @@ import (
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
-// healthOrder puts etcd first: the API server's readiness depends on it.
+// healthOrder is the order of the gate: etcd first (the API server's
+// readiness depends on it), the API server, then the controller-manager and
+// scheduler (which need it).
 func healthOrder(cs []string) []string {
-	out := slices.Clone(cs)
-	slices.SortStableFunc(out, func(a, b string) int {
-		switch {
-		case a == "etcd" && b != "etcd":
-			return -1
-		case b == "etcd" && a != "etcd":
-			return 1
+	var out []string
+	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if slices.Contains(cs, c) {
+			out = append(out, c)
 		}
-		return 0
-	})
+	}
 	return out
 }
 

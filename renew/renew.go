@@ -31,10 +31,13 @@ var Renewable = []string{
 	"etcd-healthcheck-client", "etcd-peer", "etcd-server",
 }
 
-// components are the static pods restarted, in order: the API server first,
-// so that clients kept alive on it move to another control plane while the
-// node is drained, then etcd and the rest.
-var components = []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler"}
+// components are the static pods restarted, in order, the node drained from
+// the load balancer throughout: the controller-manager and scheduler first,
+// while their API server is up (restarted later, during an API server
+// restart, they would crash and wait out the kubelet's back-off); then
+// etcd; then the API server, which so connects once, with its renewed
+// client certificate, to the renewed etcd.
+var components = []string{"kube-controller-manager", "kube-scheduler", "etcd", "kube-apiserver"}
 
 // users are the static pods that read each renewable file; admin.conf and
 // super-admin.conf are read by people, not pods.
@@ -86,17 +89,16 @@ type Options struct {
 	Textfile string
 	// Keep is how many backups stay on a node; 0 means 5.
 	Keep int
-	// DrainWait is how long a load balancer takes to see a drained API
-	// server down (haproxy: inter 2s × fall 3); 0 means 8s.
+	// DrainWait: see apidrain.Options (0: its defaults).
 	DrainWait time.Duration
 	// StaleAfter: a lock whose heartbeat is older is taken over; 0 means 2m.
 	StaleAfter time.Duration
 	// lockFile is the node's lock ("" means LockFile; tests use their own).
 	lockFile string
-	// Timeout bounds each wait for a pod to stop, start and be healthy; 0
-	// means 6m: a static pod keeps its UID when its manifest comes back, and
-	// with it the kubelet's crash back-off (up to 5m), which the controller-
-	// manager and scheduler build up while their API server restarts.
+	// Timeout bounds each wait for a component's new container to run and
+	// be healthy; 0 means 6m: a component that crashed shortly before (the
+	// controller-manager or scheduler while their API server restarted)
+	// waits out the kubelet's crash back-off, up to 5m.
 	Timeout time.Duration
 
 	// Status receives every line of progress (nil: none).
@@ -110,9 +112,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Keep <= 0 {
 		o.Keep = 5
-	}
-	if o.DrainWait == 0 {
-		o.DrainWait = 8 * time.Second
 	}
 	if o.StaleAfter == 0 {
 		o.StaleAfter = 2 * time.Minute

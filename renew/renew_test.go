@@ -68,13 +68,13 @@ func TestPollTimesOut(t *testing.T) {
 func TestHealthOrder(t *testing.T) {
 	for _, tc := range []struct{ in, want []string }{
 		{components, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}},
-		{[]string{"kube-apiserver", "kube-scheduler"}, []string{"kube-apiserver", "kube-scheduler"}},
+		{[]string{"kube-scheduler", "kube-apiserver"}, []string{"kube-apiserver", "kube-scheduler"}},
 	} {
 		if got := healthOrder(tc.in); strings.Join(got, ",") != strings.Join(tc.want, ",") {
 			t.Errorf("healthOrder(%v) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
-	if components[0] != "kube-apiserver" {
+	if components[0] != "kube-controller-manager" {
 		t.Error("healthOrder changed components")
 	}
 }

@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/apidrain"
 	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
-// restartAll drains the node's API server from the load balancer, restarts
-// its static pods one at a time, gates on the health of all of them and
-// undrains it.
+// restartAll drains the node's API server from the load balancer
+// (apidrain), restarts its static pods one at a time, gates on the health of
+// all of them and undrains it.
 func (o Options) restartAll(ctx context.Context, t *target, want []string) (err error) {
 	all, err := o.present(ctx, t.n)
 	if err != nil {
@@ -30,18 +31,26 @@ func (o Options) restartAll(ctx context.Context, t *target, want []string) (err 
 	if len(cs) == 0 {
 		return nil
 	}
-	drained := false
-	if slices.Contains(cs, "kube-apiserver") {
-		st := o.Status.Start(t.name + ": draining the API server (new connections refused)")
-		drained, err = o.drain(ctx, t.n)
+	// Restarting etcd fails the node's API server's requests for a moment
+	// (it reaches only its own member): drained then too.
+	if slices.Contains(cs, "kube-apiserver") || slices.Contains(cs, "etcd") {
+		d, why := apidrain.For(ctx, apidrain.Options{Inventory: o.Inventory, Connector: o.Connector, Node: t.n, Name: t.name, DrainWait: o.DrainWait})
+		if why != nil && !errors.Is(why, apidrain.ErrNoLoadBalancer) {
+			o.Status.Printf("%s: not draining through the load balancer: %v", t.name, why)
+		}
+		st := o.Status.Start(t.name + ": draining the API server (" + d.Method() + ")")
+		err = d.Drain(ctx)
 		st.End(err)
-		if drained {
+		if errors.Is(err, apidrain.ErrNoFirewall) {
+			o.Status.Printf("%s: %v: its clients may see the restart", t.name, err)
+			err = nil
+		} else {
 			// Undrained on every way out, interrupted or not.
 			defer func() {
 				cctx, cancel := cleanupContext(ctx, time.Minute)
 				defer cancel()
 				st := o.Status.Start(t.name + ": undraining the API server")
-				uerr := o.undrain(cctx, t.n)
+				uerr := d.Undrain(cctx)
 				st.End(uerr)
 				if err == nil {
 					err = uerr
@@ -95,6 +104,7 @@ func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
 	return out, nil
 }
 
+// running returns the ID of c's running container ("" when none).
 func running(ctx context.Context, n node.Node, c string) (string, error) {
 	// crictl when installed, else containerd's ctr (what prepare-node installs).
 	res, err := n.Run(ctx, fmt.Sprintf(`if command -v crictl >/dev/null; then crictl ps -q --state running --name '^%[1]s$'; else
@@ -108,39 +118,55 @@ done; fi`, c))
 	return strings.TrimSpace(string(res.Stdout)), nil
 }
 
-// restart moves the manifest out, waits until the kubelet has stopped the
-// pod, moves it back and waits until it runs again and is healthy.
+// stopGrace is how long a component is given to end after SIGTERM before
+// SIGKILL. etcd gets time to hand its leadership over; the API server
+// closes its listener at once and then waits for open connections up to its
+// request timeout (60 s, seen in the lab as 44 s of a dead API server): the
+// node is drained, so what is still open is local and retries.
+var stopGrace = map[string]time.Duration{"etcd": 15 * time.Second}
+
+const defaultStopGrace = 5 * time.Second
+
+// stop ends container id with SIGTERM, and SIGKILL after grace.
+func stop(ctx context.Context, n node.Node, id string, grace time.Duration) error {
+	secs := int(grace.Seconds())
+	// crictl stop does the same (SIGTERM, SIGKILL after --timeout); with
+	// containerd's ctr alone (what prepare-node installs), by hand.
+	_, err := n.Run(ctx, fmt.Sprintf(`id=%[1]s
+if command -v crictl >/dev/null; then exec crictl stop --timeout %[2]d "$id" >/dev/null; fi
+alive() { ctr -n k8s.io tasks ls | awk -v id="$id" '$1 == id && $3 == "RUNNING" { f=1 } END { exit !f }'; }
+ctr -n k8s.io tasks kill "$id"
+end=$(( $(date +%%s) + %[2]d ))
+while alive && [ "$(date +%%s)" -lt "$end" ]; do sleep 0.2; done
+alive || exit 0
+ctr -n k8s.io tasks kill -s SIGKILL "$id"
+end=$(( $(date +%%s) + 10 ))
+while alive && [ "$(date +%%s)" -lt "$end" ]; do sleep 0.2; done
+! alive`, node.ShellQuote(id), secs))
+	return err
+}
+
+// restart stops c's container; the kubelet starts a new one at once (its
+// restart back-off starts after a first restart, and a component restarts
+// once per renewal), which reads the renewed files. It waits until the new
+// container runs and is healthy. The pod and its manifest stay as they are.
 func (o Options) restart(ctx context.Context, t *target, c string) error {
 	old, err := running(ctx, t.n, c)
 	if err != nil {
 		return err
 	}
-	m := kubeadm.ManifestsDir + "/" + c + ".yaml"
-	aside := asideDir + "/" + c + ".yaml"
-	if _, err := t.n.Run(ctx, fmt.Sprintf("mkdir -p %s && chmod 700 %s && mv %s %s", asideDir, asideDir, m, aside)); err != nil {
-		return err
+	grace, ok := stopGrace[c]
+	if !ok {
+		grace = defaultStopGrace
 	}
-	stopErr := o.poll(ctx, "the kubelet stopping "+c, func(ctx context.Context) error {
-		id, err := running(ctx, t.n, c)
-		if err == nil && id != "" {
-			err = fmt.Errorf("container %s still running", id)
+	for _, id := range strings.Fields(old) {
+		if err := stop(ctx, t.n, id, grace); err != nil {
+			return fmt.Errorf("stopping %s's container %s: %w", c, id, err)
 		}
-		return err
-	})
-	// The manifest goes back whatever happened meanwhile (an interrupt
-	// included): a pod left aside is a control-plane component down.
-	cctx, cancel := cleanupContext(ctx, 30*time.Second)
-	_, err = t.n.Run(cctx, fmt.Sprintf("mv %s %s", aside, m))
-	cancel()
-	if err != nil {
-		return err
-	}
-	if stopErr != nil {
-		return stopErr
 	}
 	if err := o.poll(ctx, c+" running again", func(ctx context.Context) error {
 		id, err := running(ctx, t.n, c)
-		if err == nil && (id == "" || id == old) {
+		if err == nil && (id == "" || slices.Contains(strings.Fields(old), id)) {
 			err = errors.New("no new container yet")
 		}
 		return err

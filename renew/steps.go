@@ -127,8 +127,9 @@ func (r *nodeRun) only() []inventory.Node {
 	return []inventory.Node{r.t.in}
 }
 
-// asideDir is where a restart moves a static pod manifest while its pod
-// stops.
+// asideDir is where an earlier kbootstrap restarted a static pod by moving
+// its manifest out and back: a manifest an interrupted run of that version
+// left there is moved back (present, restore).
 const asideDir = kubeadm.KubernetesDir + "/kbootstrap-aside"
 
 // held checks the locks the run has taken so far.

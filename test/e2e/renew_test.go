@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -8,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -146,6 +148,64 @@ func (p *apiPoller) Stop(t *testing.T) (ok, failed int64, errs []string) {
 	return p.ok.Load(), p.failed.Load(), p.errs
 }
 
+// strictPoller is a client with no patience: a new connection for every
+// request, 2 s for it, no retry, every 0.5 s — as a monitoring probe or a CI
+// job calling kubectl --request-timeout=2s. It asks url (/livez through the
+// load balancer, open to anonymous clients).
+type strictPoller struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	stop       chan struct{}
+	done       sync.WaitGroup
+}
+
+func pollStrict(url string) *strictPoller {
+	p := &strictPoller{stop: make(chan struct{})}
+	p.done.Add(1)
+	go func() {
+		defer p.done.Done()
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+				DisableKeepAlives: true,
+				TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // availability only: served certificates are checked apart
+			}}
+			start := time.Now()
+			resp, err := client.Get(url)
+			if err == nil {
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+				}
+			}
+			if err != nil {
+				p.failed.Add(1)
+				p.mu.Lock()
+				p.errs = append(p.errs, fmt.Sprintf("%s (%s) %v", start.Format("15:04:05.000"), time.Since(start).Round(time.Millisecond), err))
+				p.mu.Unlock()
+			} else {
+				p.ok.Add(1)
+			}
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// Stop ends the polling and returns its counts.
+func (p *strictPoller) Stop() (ok, failed int64, errs []string) {
+	close(p.stop)
+	p.done.Wait()
+	return p.ok.Load(), p.failed.Load(), p.errs
+}
+
 // TestCertsRenew forms a cluster of 3 control planes with certificates valid
 // 48h, then: --dry-run changes nothing; renewal of all 3 control planes one
 // at a time with the API polled through lb1 every 0.5 s and no request
@@ -244,15 +304,27 @@ func TestCertsRenew(t *testing.T) {
 		}
 	}
 
-	// (b) renewal of the 3 control planes, the API polled throughout.
+	// (b) renewal of the 3 control planes, the API polled throughout by a
+	// Kubernetes client and by a strict one; the drain goes through lb1's
+	// haproxy runtime API.
 	old := served()
+	livez := "https://" + net.JoinHostPort(addr["lb1"], "6443") + "/livez"
 	poll := pollAPI(t, kubeconfig)
+	strict := pollStrict(livez)
 	r = kbRun(t, nil, "-i", inv, "certs", "renew", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
 	ok, failed, errs := poll.Stop(t)
+	sok, sfailed, serrs := strict.Stop()
 	if r.code != 0 {
 		t.Fatalf("renew: exit %d", r.code)
 	}
-	t.Logf("timing: renewal of 3 control planes %s; %d requests through lb1, %d failed", r.took.Round(time.Second), ok+failed, failed)
+	t.Logf("timing: renewal of 3 control planes %s (%s per control plane); %d requests through lb1, %d failed; strict client: %d requests, %d failed",
+		r.took.Round(time.Second), (r.took / 3).Round(time.Second), ok+failed, failed, sok+sfailed, sfailed)
+	if sfailed != 0 || sok < 10 {
+		t.Errorf("strict client (new connection, 2 s, no retry): %d of %d requests through lb1 failed during the renewal:\n%s", sfailed, sok+sfailed, strings.Join(serrs, "\n"))
+	}
+	if n := strings.Count(r.stdout, "draining the API server (haproxy's runtime API on lb1)"); n != 3 {
+		t.Errorf("%d drains through lb1's haproxy, want 3:\n%s", n, r.stdout)
+	}
 	// No private key reaches the output: neither a PEM header nor a line of
 	// the renewed keys.
 	noKeys := func(what, out string) {
@@ -292,6 +364,16 @@ func TestCertsRenew(t *testing.T) {
 	}
 	if _, err := hostKubectl(kubeconfig, "get", "nodes"); err != nil {
 		t.Errorf("refreshed kubeconfig: %v", err)
+	}
+
+	// (b2) one control plane's API server restarted by the drain alone
+	// (--certs apiserver restarts nothing else): the strict client again.
+	strict = pollStrict(livez)
+	r = kbRun(t, nil, "-i", inv, "--host", "cp2", "certs", "renew", "--certs", "apiserver", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
+	sok, sfailed, serrs = strict.Stop()
+	t.Logf("timing: cp2's API server drained, restarted and undrained in %s; strict client: %d requests, %d failed", r.took.Round(time.Second), sok+sfailed, sfailed)
+	if r.code != 0 || sfailed != 0 {
+		t.Errorf("cp2's API server alone: exit %d; strict client: %d of %d failed:\n%s", r.code, sfailed, sok+sfailed, strings.Join(serrs, "\n"))
 	}
 
 	// (c) a second run, with a window that excludes the new certificates.
@@ -403,13 +485,12 @@ func TestCertsRenew(t *testing.T) {
 	}
 
 	// (f3) SIGTERM (systemctl stop, a shutdown) while cp2's API server is
-	// drained and its manifest aside: the run puts cp2 back before it ends
-	// (manifest in place, undrained, serving the certificate on its disk).
+	// being drained and restarted: the run puts cp2 back before it ends
+	// (back in haproxy's rotation, serving the certificate on its disk).
 	var signalled atomic.Bool
 	r = kbRunProc(t, nil, func(line string, p *os.Process) {
 		if strings.Contains(line, "cp2: draining the API server") && signalled.CompareAndSwap(false, true) {
-			// The next step moves the manifest aside at once and waits
-			// seconds for the kubelet to stop the pod.
+			// Within the drain, or the restart that follows it.
 			time.AfterFunc(1500*time.Millisecond, func() { p.Signal(syscall.SIGTERM) })
 		}
 	}, "-i", inv, "--host", "cp2", "certs", "renew", "--certs", "apiserver", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
@@ -423,6 +504,9 @@ func TestCertsRenew(t *testing.T) {
 	if out := labExecIn(t, l, "cp2", `test -f /etc/kubernetes/manifests/kube-apiserver.yaml && echo manifest; ls /etc/kubernetes/kbootstrap-aside/ 2>/dev/null | grep -c yaml || true
 iptables -w -C INPUT -p tcp --dport 6443 --syn ! -i lo -j REJECT --reject-with tcp-reset 2>/dev/null && echo drained || echo undrained`); out != "manifest\n0\nundrained\n" {
 		t.Errorf("cp2 after the interrupted renewal:\n%s", out)
+	}
+	if out := labExecIn(t, l, "lb1", `echo "show stat" | socat stdio UNIX-CONNECT:/run/haproxy-kbootstrap.sock | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "status") s = i } $1 == "control-planes" && $2 == "cp2" { print $s }'`); strings.TrimSpace(out) != "UP" {
+		t.Errorf("lb1's haproxy sees cp2 %q after the interrupted renewal, want UP (back in rotation)", strings.TrimSpace(out))
 	}
 	waitUntil(t, "cluster healthy after the interrupted renewal", 2*time.Minute, healthy)
 	waitUntil(t, "cp2 serves the certificate on its disk", time.Minute, func() error {
@@ -484,6 +568,7 @@ sha256sum /usr/local/bin/kbootstrap | cut -d' ' -f1; grep -h '^ExecStartPre=\|^E
 	}
 	const textfile = "/var/lib/node_exporter/textfile_collector/kbootstrap_certs_renew.prom"
 	poll = pollAPI(t, kubeconfig)
+	strict = pollStrict(livez)
 	waitUntil(t, "cp1's timer ran the renewal", 12*time.Minute, func() error {
 		out, err := l.Exec(context.Background(), "cp1", "sh", "-c", "systemctl is-active kbootstrap-certs-renew.service; cat "+textfile)
 		if !strings.Contains(string(out), "kbootstrap_certs_renew_last_run_timestamp_seconds") || strings.HasPrefix(string(out), "activ") {
@@ -492,7 +577,14 @@ sha256sum /usr/local/bin/kbootstrap | cut -d' ' -f1; grep -h '^ExecStartPre=\|^E
 		return nil
 	})
 	ok, failed, errs = poll.Stop(t)
-	t.Logf("timing: %d requests through lb1 during the timer's renewal, %d failed", ok+failed, failed)
+	sok, sfailed, serrs = strict.Stop()
+	t.Logf("timing: %d requests through lb1 during the timer's renewal, %d failed; strict client: %d, %d failed", ok+failed, failed, sok+sfailed, sfailed)
+	// Run on cp1 itself, the renewal cannot reach lb1's runtime API: it
+	// drains with the firewall rule, and haproxy (option redispatch) sends
+	// a refused connection to another control plane at once.
+	if sfailed != 0 {
+		t.Errorf("strict client: %d of %d requests through lb1 failed during the timer's renewal:\n%s", sfailed, sok+sfailed, strings.Join(serrs, "\n"))
+	}
 	if failed != 0 {
 		t.Errorf("%d of %d requests through lb1 failed during the timer's renewal:\n%s", failed, ok+failed, strings.Join(errs, "\n"))
 	}
