@@ -107,7 +107,9 @@ func (f *fakeHAProxy) Run(ctx context.Context, cmd string, opts ...node.ExecOpti
 	return node.Result{Stdout: []byte("Unknown command.\n")}, nil
 }
 
-func (f *fakeHAProxy) ReadFile(context.Context, string) ([]byte, error) { return nil, errors.ErrUnsupported }
+func (f *fakeHAProxy) ReadFile(context.Context, string) ([]byte, error) {
+	return nil, errors.ErrUnsupported
+}
 func (f *fakeHAProxy) Stat(context.Context, string) (node.FileInfo, error) {
 	return node.FileInfo{}, errors.ErrUnsupported
 }
