@@ -64,11 +64,53 @@ func servedNotAfter(addr string) (time.Time, error) {
 // server shutting down), so failed counts what a Kubernetes client sees.
 // retried counts the responses and transport errors it retried.
 type apiPoller struct {
-	ok, failed, retried atomic.Int64
-	mu                  sync.Mutex
-	errs, retries       []string
-	stop                chan struct{}
-	done                sync.WaitGroup
+	*poller
+	retried atomic.Int64
+	mu      sync.Mutex
+	retries []string
+}
+
+// poller calls a request every 0.5 s until stopped and counts the outcomes.
+type poller struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	stop       chan struct{}
+	done       sync.WaitGroup
+}
+
+func startPolling(request func() error) *poller {
+	p := &poller{stop: make(chan struct{})}
+	p.done.Add(1)
+	go func() {
+		defer p.done.Done()
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			start := time.Now()
+			if err := request(); err != nil {
+				p.failed.Add(1)
+				p.mu.Lock()
+				p.errs = append(p.errs, fmt.Sprintf("%s (%s) %v", start.Format("15:04:05.000"), time.Since(start).Round(time.Millisecond), err))
+				p.mu.Unlock()
+			} else {
+				p.ok.Add(1)
+			}
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// Stop ends the polling and returns its counts.
+func (p *poller) Stop() (ok, failed int64, errs []string) {
+	close(p.stop)
+	p.done.Wait()
+	return p.ok.Load(), p.failed.Load(), p.errs
 }
 
 // countingTransport records every transport error and 5xx under the
@@ -102,7 +144,7 @@ func pollAPI(t *testing.T, kubeconfig string) *apiPoller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &apiPoller{stop: make(chan struct{})}
+	p := &apiPoller{}
 	cfg.Timeout = 10 * time.Second
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(runtime.NewScheme()).WithoutConversion()
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt: rt, p: p} }
@@ -110,100 +152,46 @@ func pollAPI(t *testing.T, kubeconfig string) *apiPoller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.done.Add(1)
-	go func() {
-		defer p.done.Done()
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			_, err := client.Get().AbsPath("/api/v1/namespaces/default").DoRaw(ctx)
-			cancel()
-			if err != nil {
-				p.failed.Add(1)
-				p.mu.Lock()
-				p.errs = append(p.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
-				p.mu.Unlock()
-			} else {
-				p.ok.Add(1)
-			}
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	p.poller = startPolling(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := client.Get().AbsPath("/api/v1/namespaces/default").DoRaw(ctx)
+		return err
+	})
 	return p
 }
 
-// Stop ends the polling and returns its counts; it logs what the client
+// StopLog ends the polling and returns its counts; it logs what the client
 // retried.
-func (p *apiPoller) Stop(t *testing.T) (ok, failed int64, errs []string) {
-	close(p.stop)
-	p.done.Wait()
+func (p *apiPoller) StopLog(t *testing.T) (ok, failed int64, errs []string) {
+	ok, failed, errs = p.Stop()
 	if n := p.retried.Load(); n > 0 {
 		t.Logf("the client retried %d responses or transport errors:\n%s", n, strings.Join(p.retries, "\n"))
 	}
-	return p.ok.Load(), p.failed.Load(), p.errs
+	return ok, failed, errs
 }
 
-// strictPoller is a client with no patience: a new connection for every
+// pollStrict is a client with no patience: a new connection for every
 // request, 2 s for it, no retry, every 0.5 s — as a monitoring probe or a CI
 // job calling kubectl --request-timeout=2s. It asks url (/livez through the
 // load balancer, open to anonymous clients).
-type strictPoller struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	stop       chan struct{}
-	done       sync.WaitGroup
-}
-
-func pollStrict(url string) *strictPoller {
-	p := &strictPoller{stop: make(chan struct{})}
-	p.done.Add(1)
-	go func() {
-		defer p.done.Done()
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-				DisableKeepAlives: true,
-				TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // availability only: served certificates are checked apart
-			}}
-			start := time.Now()
-			resp, err := client.Get(url)
-			if err == nil {
-				body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
-				}
-			}
-			if err != nil {
-				p.failed.Add(1)
-				p.mu.Lock()
-				p.errs = append(p.errs, fmt.Sprintf("%s (%s) %v", start.Format("15:04:05.000"), time.Since(start).Round(time.Millisecond), err))
-				p.mu.Unlock()
-			} else {
-				p.ok.Add(1)
-			}
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
+func pollStrict(url string) *poller {
+	return startPolling(func() error {
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+			DisableKeepAlives: true,
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // availability only: served certificates are checked apart
+		}}
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
 		}
-	}()
-	return p
-}
-
-// Stop ends the polling and returns its counts.
-func (p *strictPoller) Stop() (ok, failed int64, errs []string) {
-	close(p.stop)
-	p.done.Wait()
-	return p.ok.Load(), p.failed.Load(), p.errs
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		return nil
+	})
 }
 
 // TestCertsRenew forms a cluster of 3 control planes with certificates valid
@@ -312,7 +300,7 @@ func TestCertsRenew(t *testing.T) {
 	poll := pollAPI(t, kubeconfig)
 	strict := pollStrict(livez)
 	r = kbRun(t, nil, "-i", inv, "certs", "renew", "--if-expiring-within", "30d", "--kubeconfig-out", kubeconfig)
-	ok, failed, errs := poll.Stop(t)
+	ok, failed, errs := poll.StopLog(t)
 	sok, sfailed, serrs := strict.Stop()
 	if r.code != 0 {
 		t.Fatalf("renew: exit %d", r.code)
@@ -576,7 +564,7 @@ sha256sum /usr/local/bin/kbootstrap | cut -d' ' -f1; grep -h '^ExecStartPre=\|^E
 		}
 		return nil
 	})
-	ok, failed, errs = poll.Stop(t)
+	ok, failed, errs = poll.StopLog(t)
 	sok, sfailed, serrs = strict.Stop()
 	t.Logf("timing: %d requests through lb1 during the timer's renewal, %d failed; strict client: %d, %d failed", ok+failed, failed, sok+sfailed, sfailed)
 	// Run on cp1 itself, the renewal cannot reach lb1's runtime API: it
