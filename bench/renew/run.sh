@@ -14,13 +14,13 @@
 # every 0.5 s) and its failures are counted (target: 0). Target: a renewal
 # under 60 s per control plane.
 #
-# Usage: bench/renew/run.sh     (root; brings up and removes lab "brenew";
+# Usage: bench/renew/run.sh     (root; brings up and removes lab "brnw";
 #                                needs make lab-artifacts)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=$PWD/.lab/bench-renew
 OUT=$PWD/.lab/bench-renew.out   # kept after the lab is removed
-ID=brenew
+ID=brnw
 ART=$PWD/.lab/artifacts
 [ -x "$ART/bin/kubeadm" ] || { echo "no $ART/bin/kubeadm: run make lab-artifacts" >&2; exit 2; }
 
