@@ -146,10 +146,12 @@ while alive && [ "$(date +%%s)" -lt "$end" ]; do sleep 0.2; done
 	return err
 }
 
-// restart stops c's container; the kubelet starts a new one at once (its
-// restart back-off starts after a first restart, and a component restarts
-// once per renewal), which reads the renewed files. It waits until the new
-// container runs and is healthy. The pod and its manifest stay as they are.
+// restart stops c's container and the kubelet starts a new one, which reads
+// the renewed files; it waits until that runs and is healthy. The pod and
+// its manifest stay as they are: an interrupt leaves nothing aside. The
+// kubelet starts it at once unless the container restarted less than 10
+// minutes before (a retried renewal, a rollback): then after its doubling
+// back-off (10 s, 20 s, 40 s...), which the wait (Timeout) covers.
 func (o Options) restart(ctx context.Context, t *target, c string) error {
 	old, err := running(ctx, t.n, c)
 	if err != nil {

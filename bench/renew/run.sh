@@ -95,7 +95,7 @@ LB=$(awk '/name: lb1/ {f=1} f && /address:/ {print $2; exit}' "$INV")
   done ) &
 POLL=$!
 t0=$(now)
-bin/kbootstrap -i "$INV" certs renew --if-expiring-within 3650d --kubeconfig-out "$OUT/bench.kubeconfig" >"$OUT/renew.out" 2>&1
+bin/kbootstrap -i "$INV" certs renew --if-expiring-within 400d --kubeconfig-out "$OUT/bench.kubeconfig" >"$OUT/renew.out" 2>&1
 t1=$(now)
 sleep 2
 kill $POLL; POLL=
