@@ -67,8 +67,10 @@ func loggedOutput(b []byte, o ExecOptions) string {
 // everything written through it, line by line, so a secret is never split
 // across two writes: use it in front of the log and the terminal.
 type Redactor struct {
-	mu      sync.RWMutex
-	secrets []string
+	mu sync.RWMutex
+	// forms are the wire forms of every secret added, longest first:
+	// computed once here, not on every line redacted.
+	forms []string
 }
 
 // Add registers secrets (empty ones are ignored).
@@ -76,10 +78,13 @@ func (r *Redactor) Add(secrets ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range secrets {
-		if s != "" {
-			r.secrets = append(r.secrets, s)
+		for _, f := range wireForms(s) {
+			if !slices.Contains(r.forms, f) {
+				r.forms = append(r.forms, f)
+			}
 		}
 	}
+	slices.SortStableFunc(r.forms, func(a, b string) int { return len(b) - len(a) })
 }
 
 // String redacts s.
@@ -89,7 +94,10 @@ func (r *Redactor) String(s string) string {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return RedactString(s, r.secrets)
+	for _, f := range r.forms {
+		s = strings.ReplaceAll(s, f, Redacted)
+	}
+	return s
 }
 
 // Writer returns a writer that buffers until a newline and writes each
@@ -117,13 +125,10 @@ func (r *Redactor) longest() int {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	n := 0
-	for _, sec := range r.secrets {
-		for _, f := range wireForms(sec) {
-			n = max(n, len(f))
-		}
+	if len(r.forms) == 0 {
+		return 0
 	}
-	return n
+	return len(r.forms[0])
 }
 
 // safeCut moves a cut of b at position at so that no wire form of a secret
@@ -139,20 +144,18 @@ func (r *Redactor) safeCut(b []byte, at int) (cut int, ok bool) {
 	defer r.mu.RUnlock()
 	for range 16 {
 		moved := false
-		for _, sec := range r.secrets {
-			for _, f := range wireForms(sec) {
-				lo := max(0, at-len(f)+1)
-				i := bytes.Index(b[lo:], []byte(f))
-				if i < 0 || lo+i >= at {
-					continue
-				}
-				if start := lo + i; start > 0 {
-					at = start
-				} else {
-					at = len(f)
-				}
-				moved = true
+		for _, f := range r.forms {
+			lo := max(0, at-len(f)+1)
+			i := bytes.Index(b[lo:], []byte(f))
+			if i < 0 || lo+i >= at {
+				continue
 			}
+			if start := lo + i; start > 0 {
+				at = start
+			} else {
+				at = len(f)
+			}
+			moved = true
 		}
 		if !moved {
 			return at, true

@@ -65,12 +65,10 @@ func (s *sudoNode) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	cmd := fmt.Sprintf(`[ -e %[1]s ] || { echo %[1]s": No such file or directory" >&2; exit 1; }
 [ -f %[1]s ] || { echo %[1]s": %[2]s" >&2; exit 1; }
 exec head -c %[3]d -- %[1]s`, q, ErrNotRegular, MaxReadSize+1)
+	// One byte over makes Run end it with ErrTooLarge (fileError keeps it).
 	res, err := s.Run(ctx, cmd, HideOutput())
 	if err != nil {
 		return nil, fileError("read", p, res, err)
-	}
-	if len(res.Stdout) > MaxReadSize {
-		return nil, &fs.PathError{Op: "read", Path: p, Err: ErrTooLarge}
 	}
 	return res.Stdout, nil
 }

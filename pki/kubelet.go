@@ -2,6 +2,7 @@ package pki
 
 import (
 	"fmt"
+	"path"
 
 	"github.com/kbootstrap/kbootstrap/report"
 )
@@ -29,7 +30,7 @@ func (a *nodeAudit) kubeletServing() {
 	if !a.present(cur, "the kubelet's serving certificate") {
 		return
 	}
-	bootstrapped := a.snap.KubeletKey == nil && cur.Rel == dir+"/kubelet-server-current.pem"
+	bootstrapped := path.Base(cur.Rel) == "kubelet-server-current.pem"
 	certs, err := LoadCertificate(cur.Data)
 	if err != nil {
 		a.add(CheckFileParse, cur.Rel, report.Fail, "%s: not a PEM certificate: %v", cur.Path, err)
