@@ -10,9 +10,12 @@
 #   OUT/bin/coredns, OUT/bin/pause
 #   OUT/images/<ref with / and : as _>.tar, one docker archive per image that
 #     `kubeadm config images list --kubernetes-version <its version>` prints, tagged exactly so
-#     (load with `ctr -n k8s.io images import FILE`)
+#     (load with `ctr -n k8s.io images import FILE`), and agnhost (`kbootstrap verify`'s workload),
+#     built from the kubernetes module, tagged as Kubernetes' e2e tests name it
+#     (registry.k8s.io/e2e-test-images/agnhost:<test/images/agnhost/VERSION>)
 # Cache (${KBOOTSTRAP_LAB_CACHE:-/var/cache/kbootstrap-lab}/artifacts/):
 #   images-tools-<hash>/bin/{coredns,pause,mkimages}    keyed by the images module's sources
+#   agnhost-<k8s>-<hash>/bin/agnhost                      keyed by the kubernetes module's go.sum
 #   images-<k8s>-etcd-<etcd>-coredns-<v>-<hash>/          keyed by versions, tools, input binaries
 # Environment: KBOOTSTRAP_LAB_CACHE, FORCE=1 (rebuild), GO.
 set -euo pipefail
@@ -59,6 +62,13 @@ mapfile -t REFS < <("$OUT/bin/kubeadm" config images list --kubernetes-version "
 ((${#REFS[@]} >= 7)) || die "kubeadm config images list printed ${#REFS[@]} images: ${REFS[*]}"
 COREDNS_VERSION=$(awk '$1 == "github.com/coredns/coredns" { print $2 }' "$MOD/go.mod" | head -n1)
 ETCD_VERSION=$("$OUT/bin/etcd" --version | awk '/etcd Version/ { print $3 }')
+# agnhost comes from the kubernetes module build.sh builds from, at the version kubeadm reports.
+K8S_MOD=$HERE/kubernetes
+K8S_DIR=$(cd "$K8S_MOD" && "$GO" list -m -f '{{.Dir}}' k8s.io/kubernetes) || die "go list -m k8s.io/kubernetes in $K8S_MOD failed (go mod download there)"
+[[ $(cd "$K8S_MOD" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes) == "$K8S_VERSION" ]] || die "$K8S_MOD/go.mod is not kubernetes $K8S_VERSION"
+AGNHOST_VERSION=$(<"$K8S_DIR/test/images/agnhost/VERSION")
+[[ $AGNHOST_VERSION =~ ^[0-9]+\.[0-9]+$ ]] || die "$K8S_DIR/test/images/agnhost/VERSION: unexpected version $AGNHOST_VERSION"
+REFS+=("registry.k8s.io/e2e-test-images/agnhost:$AGNHOST_VERSION")
 for r in "${REFS[@]}"; do
 	case $r in
 	*/coredns:*) [[ ${r##*:} == "$COREDNS_VERSION" ]] || die "kubeadm wants $r, images/go.mod builds coredns $COREDNS_VERSION" ;;
@@ -69,7 +79,8 @@ done
 TOOLS_HASH=$(cd "$HERE" && cat images/go.mod images/go.sum $(find images/cmd -name '*.go' | sort) | sha256sum | cut -c1-12)
 SRC_HASH=$( (echo "$TOOLS_HASH"; cat "$HERE/images.sh") | sha256sum | cut -c1-12)
 TOOLS=$ART/images-tools-$TOOLS_HASH
-IN_HASH=$( (cd "$OUT/bin" && stat -L -c "%n %s %Y" "${INPUTS[@]}"; dpkg-query -W iptables 2>/dev/null; printf '%s\n' "${REFS[@]}") | sha256sum | cut -c1-12)
+AGNHOST=$ART/agnhost-$K8S_VERSION-$(cat "$K8S_MOD/go.mod" "$K8S_MOD/go.sum" | sha256sum | cut -c1-12)
+IN_HASH=$( (cd "$OUT/bin" && stat -L -c "%n %s %Y" "${INPUTS[@]}"; echo "$AGNHOST"; dpkg-query -W iptables 2>/dev/null; printf '%s\n' "${REFS[@]}") | sha256sum | cut -c1-12)
 KEY=images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-$IN_HASH-$SRC_HASH
 CACHE_DIR=$ART/$KEY
 mkdir -p "$ART"
@@ -94,15 +105,26 @@ build_tools() {
 	rm -rf "$TOOLS"
 	mv "$tmp" "$TOOLS"
 }
+build_agnhost() {
+	local tmp
+	tmp=$(mktemp -d "$ART/.agnhost.tmp.XXXXXX")
+	chmod 0755 "$tmp"
+	mkdir -p "$tmp/bin"
+	(cd "$K8S_MOD" && "$GO" build -mod=readonly -trimpath -ldflags '-s -w' -o "$tmp/bin/agnhost" k8s.io/kubernetes/test/images/agnhost) ||
+		{ rm -rf "$tmp"; die "go build of agnhost failed"; }
+	"$tmp/bin/agnhost" --help >/dev/null || { rm -rf "$tmp"; die "agnhost --help failed"; }
+	rm -rf "$AGNHOST"
+	mv "$tmp" "$AGNHOST"
+}
 build_images() {
 	local tmp
 	tmp=$(mktemp -d "$ART/.$KEY.tmp.XXXXXX")
 	chmod 0755 "$tmp"
 	mkdir -p "$tmp/bin" "$tmp/images"
-	cp "$TOOLS/bin/coredns" "$TOOLS/bin/pause" "$tmp/bin/"
+	cp "$TOOLS/bin/coredns" "$TOOLS/bin/pause" "$AGNHOST/bin/agnhost" "$tmp/bin/"
 	for b in "${INPUTS[@]}"; do ln "$OUT/bin/$b" "$tmp/bin/$b" 2>/dev/null || cp "$OUT/bin/$b" "$tmp/bin/$b"; done
 	"$TOOLS/bin/mkimages" -bin "$tmp/bin" -out "$tmp/images" "${REFS[@]}" >&2 || { rm -rf "$tmp"; die "mkimages failed"; }
-	for b in "${INPUTS[@]}"; do rm -f "$tmp/bin/$b"; done
+	for b in "${INPUTS[@]}" agnhost; do rm -f "$tmp/bin/$b"; done
 	printf '%s\n' "${REFS[@]}" >"$tmp/IMAGES"
 	rm -rf "$CACHE_DIR"
 	mv "$tmp" "$CACHE_DIR"
@@ -133,6 +155,11 @@ if [[ -n ${FORCE:-} || ! -x $TOOLS/bin/mkimages || ! -x $TOOLS/bin/coredns || ! 
 else
 	log "using cached tools from $TOOLS/bin"
 fi
+if [[ -n ${FORCE:-} || ! -x $AGNHOST/bin/agnhost ]]; then
+	step "go build agnhost $AGNHOST_VERSION (kubernetes $K8S_VERSION)" build_agnhost
+else
+	log "using cached agnhost from $AGNHOST/bin"
+fi
 if [[ -n ${FORCE:-} || ! -f $CACHE_DIR/IMAGES ]]; then
 	step "images (${REFS[*]})" build_images
 else
@@ -140,7 +167,7 @@ else
 fi
 step "install" install_out
 # Older builds of this cache go (another version's stay: they are named by it).
-for d in "$ART"/images-tools-* "$ART/images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-"*; do
-	[[ -d $d && $d != "$TOOLS" && $d != "$CACHE_DIR" ]] && rm -rf "$d"
+for d in "$ART"/images-tools-* "$ART/agnhost-$K8S_VERSION-"* "$ART/images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-"*; do
+	[[ -d $d && $d != "$TOOLS" && $d != "$AGNHOST" && $d != "$CACHE_DIR" ]] && rm -rf "$d"
 done
 log "total $(elapsed "$T_START")s"

@@ -56,6 +56,8 @@ var specs = map[string]spec{
 		"etcdutl": "/usr/local/bin/etcdutl"}},
 	"coredns": {bins: map[string]string{"coredns": "/coredns"}, entrypoint: []string{"/coredns"}},
 	"pause":   {bins: map[string]string{"pause": "/pause"}, entrypoint: []string{"/pause"}},
+	// agnhost as Kubernetes' e2e image (test/images/agnhost/Dockerfile): /agnhost, entrypoint /agnhost.
+	"agnhost": {bins: map[string]string{"agnhost": "/agnhost"}, entrypoint: []string{"/agnhost"}},
 }
 
 func main() {
