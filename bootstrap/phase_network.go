@@ -20,18 +20,30 @@ import (
 // CNIConfigPath is the bridge CNI configuration host-gw writes on each node.
 const CNIConfigPath = "/etc/cni/net.d/10-kbootstrap.conflist"
 
-// CNIConfig is a bridge + host-local network for one node's pod CIDR.
+// CNIConfig is a bridge + host-local network for one node's pod CIDR. The
+// bridge does not masquerade (its ipMasq would hide a pod's IP from the pods
+// of every other node, against Kubernetes' network model): the node's
+// masquerade rule (MasqueradeRule) does it for traffic leaving the cluster's
+// pod network only.
 func CNIConfig(cidr string) []byte {
 	return fmt.Appendf(nil, `{
   "cniVersion": "1.0.0",
   "name": "kbootstrap",
   "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 `, cidr)
+}
+
+// MasqueradeRule is the iptables nat POSTROUTING rule (without -A/-C) that
+// host-gw adds on each node: traffic from a pod to anything outside the
+// cluster's pod network leaves with the node's address; pod to pod keeps
+// the pod's.
+func MasqueradeRule(podSubnet string) string {
+	return fmt.Sprintf("-s %[1]s ! -d %[1]s -m comment --comment kbootstrap-pod-masquerade -j MASQUERADE", podSubnet)
 }
 
 type networkPhase struct{}
@@ -111,6 +123,9 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 			what = append(what, "CNI "+cidrs[in.Name])
 		}
 		var script strings.Builder
+		if sub := c.cluster.PodSubnet; sub != "" {
+			fmt.Fprintf(&script, "iptables -t nat -C POSTROUTING %[1]s 2>/dev/null || { iptables -t nat -A POSTROUTING %[1]s && echo masquerade; }\n", MasqueradeRule(sub))
+		}
 		for _, m := range members {
 			if m.Name == in.Name {
 				continue
@@ -122,7 +137,12 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 			if err != nil {
 				return struct{}{}, fmt.Errorf("pod routes: %w", err)
 			}
-			if routes := strings.Fields(string(res.Stdout)); len(routes) > 0 {
+			routes := strings.Fields(string(res.Stdout))
+			if i := slices.Index(routes, "masquerade"); i >= 0 {
+				routes = slices.Delete(routes, i, i+1)
+				what = append(what, "masquerade out of "+c.cluster.PodSubnet)
+			}
+			if len(routes) > 0 {
 				what = append(what, "routes to "+strings.Join(routes, " "))
 			}
 		}
