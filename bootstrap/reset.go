@@ -18,14 +18,14 @@ import (
 
 // resetLeftovers removes what kubeadm reset leaves on a node (its own
 // advice): the CNI configuration and state, the iptables rules of
-// Kubernetes and the CNI plugins (only those: other rules stay), kubeadm's
+// Kubernetes, the CNI plugins and host-gw (only those: other rules stay), kubeadm's
 // and etcd's directories' content, kbootstrap's kubeadm configurations and
 // root's kubeconfig. Each step is a no-op when there is nothing to remove.
 const resetLeftovers = `set -e
 
 rm -rf /etc/cni/net.d/* ` + ConfigDir + `/*.yaml /root/.kube/config
 ip link del cni0 2>/dev/null || true
-rules='(KUBE-|CNI-|cali-|flannel|FLANNEL)'
+rules='(KUBE-|CNI-|cali-|flannel|FLANNEL|kbootstrap-pod-masquerade)'
 for t in iptables ip6tables; do
   command -v $t-save >/dev/null 2>&1 || continue
   if $t-save 2>/dev/null | grep -qE "$rules"; then $t-save | grep -vE "$rules" | $t-restore; fi

@@ -38,6 +38,11 @@ type Finding struct {
 	File     string   `json:"file"`
 	Severity Severity `json:"severity"`
 	Message  string   `json:"message"`
+	// Time is when the finding was judged and Seconds how long its check
+	// took; set by checks that act on a live cluster (verify), omitted by
+	// the audits of files.
+	Time    string  `json:"time,omitempty"`
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // Findings is the JSON document of a check or an audit.

@@ -299,16 +299,25 @@ spec:
 		}
 		return fmt.Errorf("%v: %s", err, out)
 	})
-	waitUntil(t, "the pod on worker1 reaches the pod on worker2", time.Minute, func() error {
+	// whoami answers with the address it saw in the additional section (dig
+	// would print the queried server's address, clientIP, anyway elsewhere).
+	waitUntil(t, "the pod on worker1 reaches the pod on worker2 with its own address", time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		out, err := l.Exec(ctx, "worker1", "dig", "+time=2", "+tries=1", "@"+clientIP, "whoami.example.", "A")
-		if err != nil || !strings.Contains(string(out), clientIP) {
-			return fmt.Errorf("%v: %s", err, out)
+		out, err := l.Exec(ctx, "worker1", "dig", "+time=2", "+tries=1", "+noall", "+additional", "@"+clientIP, "whoami.example.", "A")
+		f := strings.Fields(string(out))
+		if err != nil || len(f) < 5 || f[3] != "A" || f[4] != clientIP {
+			return fmt.Errorf("whoami on worker2 saw %q, want the pod on worker1 (%s), not a node: %v", out, clientIP, err)
 		}
 		return nil
 	})
 	t.Logf("pod %s on worker1 reached pod %s on worker2 (whoami saw %s)", clientIP, serverIP, clientIP)
+	if out, err := hostKubectl(kubeconfig, "delete", "pod", "server", "client", "--grace-period=1"); err != nil {
+		t.Errorf("%v: %s", err, out)
+	}
+
+	// (g) verify on the 3+2 cluster, and the faults it must find.
+	testVerify(t, full, kubeconfig)
 
 	// (e) the kubeadm-certs Secret deleted before a control-plane join: cp2
 	// and cp3 reset, then joined again by one `join`; the Secret is deleted
@@ -322,6 +331,9 @@ spec:
 	}
 	if ms := members(); len(ms) != 1 {
 		t.Fatalf("after resetting cp2 and cp3: %d etcd members, want 1: %+v", len(ms), ms)
+	}
+	if out := labExecIn(t, l, "cp3", "iptables-save -t nat"); strings.Contains(out, "kbootstrap-pod-masquerade") || !strings.Contains(labExecIn(t, l, "cp1", "iptables-save -t nat"), "kbootstrap-pod-masquerade") {
+		t.Errorf("host-gw's masquerade rule: still on cp3 after its reset, or missing on cp1:\n%s", out)
 	}
 	cp2, _ := l.Node("cp2")
 	cp3, _ := l.Node("cp3")

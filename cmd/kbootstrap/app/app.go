@@ -18,6 +18,7 @@ import (
 	execcmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/exec"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/inventorycmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/playbook"
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/verifycmd"
 	versioncmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/version"
 	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/node"
@@ -112,6 +113,7 @@ API server has it, and ansible-free playbooks.`,
 	root.AddCommand(
 		playbook.NewCommand(g),
 		inventorycmd.NewCommand(g),
+		verifycmd.NewCommand(g),
 	)
 	addCapabilities(root, g)
 	return root

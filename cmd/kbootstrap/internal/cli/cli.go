@@ -153,12 +153,18 @@ func (g *Globals) Pool(inv *inventory.Inventory) *node.Pool {
 	})
 }
 
-// Status is the progress printer of a command on its output: a line per node
-// and step, a spinner only on a terminal, redacted. Close it when done.
+// Status is the progress printer of a command on its output (on the error
+// stream when the output is JSON or YAML, which stays a document): a line
+// per node and step, a spinner only on a terminal, redacted. Close it when
+// done.
 func (g *Globals) Status() *progress.Status {
+	w := g.Streams.Out
+	if g.Output == OutputJSON || g.Output == OutputYAML {
+		w = g.Streams.Err
+	}
 	tty := false
-	if f, ok := g.Streams.Out.(*os.File); ok {
+	if f, ok := w.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	return progress.NewStatus(g.Streams.Out, tty, g.Redactor)
+	return progress.NewStatus(w, tty, g.Redactor)
 }

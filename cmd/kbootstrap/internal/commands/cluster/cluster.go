@@ -4,19 +4,26 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kbootstrap/kbootstrap/bootstrap"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
 	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/report"
+	"github.com/kbootstrap/kbootstrap/verify"
 )
 
 // NewCommands returns init, join, join-command and reset.
 func NewCommands(g *cli.Globals) []*cobra.Command {
 	return []*cobra.Command{newInit(g, false), newInit(g, true), newJoinCommand(g), newReset(g)}
 }
+
+// verifyPhase is init's last phase: the fast checks of verify.
+const verifyPhase = "verify"
 
 type applyFlags struct {
 	dryRun     bool
@@ -34,8 +41,10 @@ node first; haproxy on the loadbalancer nodes; kubeadm init on the first control
 plane; the other control planes joined one at a time (each waits for its etcd
 member and its Node Ready); the workers in parallel; the pod network (host-gw:
 a bridge CNI config per node and routes between the nodes' pod CIDRs, or the
-inventory's network.manifest); admin.conf to --kubeconfig-out. On a formed
-cluster it changes nothing and says so. Phases: ` + strings.Join(bootstrap.PhaseNames, ", ") + `.`,
+inventory's network.manifest); admin.conf to --kubeconfig-out; last, the fast
+checks of kbootstrap verify (nodes, pod network, Services, DNS) and their
+one-line summary. On a formed cluster it changes nothing and says so. Phases:
+` + strings.Join(bootstrap.PhaseNames, ", ") + `, ` + verifyPhase + `.`,
 	}
 	name := "init"
 	if join {
@@ -61,8 +70,11 @@ cluster it changes nothing and says so. Phases: ` + strings.Join(bootstrap.Phase
 		defer pool.Close()
 		st := g.Status()
 		defer st.Close()
+		// verify is init's last phase, run here: a workflow never calls another.
+		skipVerify := join || f.dryRun || slices.Contains(f.skip, verifyPhase)
+		skip := slices.DeleteFunc(slices.Clone(f.skip), func(s string) bool { return s == verifyPhase })
 		opts := bootstrap.Options{Inventory: inv, Connector: pool, Nodes: nodes, Concurrency: g.Concurrency, DryRun: f.dryRun,
-			SkipPhases: f.skip, KubeconfigOut: f.kubeconfig, Status: st, Stream: g.Verbose > 0, Redactor: g.Redactor,
+			SkipPhases: skip, KubeconfigOut: f.kubeconfig, Status: st, Stream: g.Verbose > 0, Redactor: g.Redactor,
 			Logger: g.Logger, Out: g.Streams.Out}
 		run := bootstrap.Init
 		if join {
@@ -71,11 +83,43 @@ cluster it changes nothing and says so. Phases: ` + strings.Join(bootstrap.Phase
 		if _, err := run(cmd.Context(), opts); err != nil {
 			return fmt.Errorf("kbootstrap %s: %w", name, err)
 		}
+		if skipVerify {
+			return nil
+		}
+		res, err := verify.Run(cmd.Context(), verify.Options{Inventory: inv, Connector: pool, Status: st, Log: g.Logger,
+			Concurrency: g.Concurrency, Groups: verify.FastGroups, Settle: 2 * time.Minute})
+		if err != nil {
+			return fmt.Errorf("kbootstrap %s: verify: %w", name, err)
+		}
+		fails := 0
+		for _, fd := range res.Findings.Findings {
+			if fd.Severity == report.Fail {
+				fails++
+			}
+		}
+		st.Printf("Verify (%s): %d checks, %d failed, in %.1fs", strings.Join(verify.FastGroups, ", "), len(res.Findings.Findings), fails, res.Seconds)
+		if fails > 0 {
+			st.Close()
+			only := report.Findings{}
+			for _, fd := range res.Findings.Findings {
+				if fd.Severity != report.OK {
+					only.Add(fd)
+				}
+			}
+			if err := only.WriteTable(g.Streams.Out, true); err != nil {
+				return err
+			}
+			return fmt.Errorf("kbootstrap %s: the cluster is formed but %d checks of verify failed (kbootstrap verify --all shows them all)", name, fails)
+		}
 		return nil
 	}
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the plan per node and change nothing")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig-out", "", "where to write the admin kubeconfig (default ./<name>.kubeconfig, mode 0600)")
-	cmd.Flags().StringSliceVar(&f.skip, "skip-phases", nil, "phases not to run: "+strings.Join(bootstrap.PhaseNames, ", "))
+	phases := bootstrap.PhaseNames
+	if !join {
+		phases = append(slices.Clone(phases), verifyPhase)
+	}
+	cmd.Flags().StringSliceVar(&f.skip, "skip-phases", nil, "phases not to run: "+strings.Join(phases, ", "))
 	return cmd
 }
 

@@ -1,0 +1,43 @@
+package kubeadm
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kbootstrap/kbootstrap/node"
+)
+
+// AdminClient is a client of the API server at server (https://host:port, as
+// seen from n: usually n's own API server) with admin.conf's credentials. The
+// credentials are read from n into memory and never written on this machine;
+// every connection is dialled through n (an SSH tunnel), so the workstation
+// needs no route to the cluster. n must be privileged (admin.conf is 0600).
+func AdminClient(ctx context.Context, n node.Node, server string) (kubernetes.Interface, *rest.Config, error) {
+	raw, err := n.ReadFile(ctx, AdminConf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: %w", n.Name(), err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: %s: %w", n.Name(), AdminConf, err)
+	}
+	cfg.Host = server
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return n.Dial(ctx, network, addr)
+	}
+	// Requests fail on their own context; this bounds one that has none.
+	cfg.Timeout = 30 * time.Second
+	cfg.QPS, cfg.Burst = 100, 200
+	cfg.UserAgent = "kbootstrap"
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: %w", n.Name(), err)
+	}
+	return cs, cfg, nil
+}
