@@ -3,7 +3,8 @@
 # cluster, with the time of each step:
 #   lab up (3 control planes, 2 workers, 1 load balancer; systemd + containerd,
 #   no Kubernetes) → kbootstrap playbook run prepare-node (air-gapped: binaries
-#   and images uploaded) → kbootstrap init → kbootstrap certs check →
+#   and images uploaded) → kbootstrap init (ending with its fast verify) →
+#   kbootstrap certs check →
 #   kbootstrap etcd members → kubectl get nodes.
 # Needs root. The first run builds the upstream binaries (minutes; cached).
 # The lab stays up afterwards: `make lab-down` removes it.

@@ -28,13 +28,7 @@ const probeTimeout = 8 * time.Second
 // host the pod cannot resolve is ErrLookup; a request that got no answer is
 // an error with agnhost's words.
 func (r *run) dial(ctx context.Context, from, host string, port int, request string) (string, error) {
-	return r.dialWithin(ctx, probeTimeout, from, host, port, request)
-}
-
-// dialWithin is dial with its own bound: a lookup that goes unanswered takes
-// the pod's resolver 2 attempts of 5 s.
-func (r *run) dialWithin(ctx context.Context, timeout time.Duration, from, host string, port int, request string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	raw, err := r.cs.CoreV1().Pods(r.ns).ProxyGet("http", from, strconv.Itoa(httpPort), "dial", map[string]string{
 		"host": host, "port": strconv.Itoa(port), "request": request, "protocol": "http", "tries": "1",
@@ -46,7 +40,7 @@ func (r *run) dialWithin(ctx context.Context, timeout time.Duration, from, host 
 			return "", fmt.Errorf("%w: %s", ErrLookup, lastLine(string(raw)+" "+err.Error()))
 		}
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("no answer from pod %s within %s", from, timeout)
+			return "", fmt.Errorf("no answer from pod %s within %s", from, probeTimeout)
 		}
 		return "", fmt.Errorf("pod %s (through the API server's proxy): %w", from, err)
 	}

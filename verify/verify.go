@@ -335,6 +335,11 @@ func (r *run) connect(ctx context.Context) error {
 		n, err := r.o.Connector.Connect(ctx, in)
 		return &member{inv: in, node: n, err: err}, nil
 	})
+	for i, m := range ms {
+		if m == nil { // ctx ended before its turn
+			ms[i] = &member{inv: ins[i], err: ctx.Err()}
+		}
+	}
 	r.members = ms
 	return nil
 }
@@ -499,7 +504,7 @@ func (r *run) setReady(ctx context.Context, name string, ready bool) error {
 func retryConflict(ctx context.Context, f func() error) error {
 	var err error
 	for range 5 {
-		if err = f(); err == nil || !apierrors.IsConflict(errors.Unwrap(err)) && !apierrors.IsConflict(err) {
+		if err = f(); err == nil || !apierrors.IsConflict(err) {
 			return err
 		}
 		if ctx.Err() != nil {

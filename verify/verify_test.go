@@ -29,7 +29,8 @@ func TestWorkloadGolden(t *testing.T) {
 	ns := NamespacePrefix + "abc123"
 	objs := []any{newNamespace(ns),
 		newPod(ns, "srv-0", "worker1", AgnhostImage, true),
-		newPod(ns, podAllowed, "worker2", AgnhostImage, false, labelClient, "allowed")}
+		newPod(ns, podAllowed, "worker2", AgnhostImage, false, labelClient, "allowed"),
+		newPod(ns, podEgress, "cp1", AgnhostImage, false)}
 	for _, s := range newServices(ns) {
 		objs = append(objs, s)
 	}

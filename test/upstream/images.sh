@@ -64,8 +64,10 @@ COREDNS_VERSION=$(awk '$1 == "github.com/coredns/coredns" { print $2 }' "$MOD/go
 ETCD_VERSION=$("$OUT/bin/etcd" --version | awk '/etcd Version/ { print $3 }')
 # agnhost comes from the kubernetes module build.sh builds from, at the version kubeadm reports.
 K8S_MOD=$HERE/kubernetes
-K8S_DIR=$(cd "$K8S_MOD" && "$GO" list -m -f '{{.Dir}}' k8s.io/kubernetes) || die "go list -m k8s.io/kubernetes in $K8S_MOD failed (go mod download there)"
 [[ $(cd "$K8S_MOD" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes) == "$K8S_VERSION" ]] || die "$K8S_MOD/go.mod is not kubernetes $K8S_VERSION"
+# go mod download: the module's directory, fetched first on a machine that lacks it.
+K8S_DIR=$(cd "$K8S_MOD" && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[[ -n $K8S_DIR && -d $K8S_DIR ]] || die "go mod download k8s.io/kubernetes@$K8S_VERSION in $K8S_MOD gave no directory"
 AGNHOST_VERSION=$(<"$K8S_DIR/test/images/agnhost/VERSION")
 [[ $AGNHOST_VERSION =~ ^[0-9]+\.[0-9]+$ ]] || die "$K8S_DIR/test/images/agnhost/VERSION: unexpected version $AGNHOST_VERSION"
 REFS+=("registry.k8s.io/e2e-test-images/agnhost:$AGNHOST_VERSION")
