@@ -77,6 +77,8 @@ type Options struct {
 type Result struct {
 	report.Findings
 	Namespace string `json:"namespace"`
+	// APIServer is the control plane whose API server verify talked to.
+	APIServer string `json:"apiServer"`
 	// Kept is true when --keep left the namespace in place.
 	Kept bool `json:"kept,omitempty"`
 	// Seconds per group of checks, and in all.
@@ -99,9 +101,9 @@ type pod struct {
 type run struct {
 	o       Options
 	cs      kubernetes.Interface
-	api     string // the control plane whose API server is used
 	members []*member
 	ns      string
+	created bool  // the namespace exists: the clean-up removes it
 	servers []pod // one per schedulable Ready node
 	extra   map[string]pod
 	mu      sync.Mutex
@@ -152,6 +154,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// The clean-up runs even when ctx was cancelled (Ctrl-C), bounded on
 		// its own; Seconds counts it.
 		defer func() { r.res.Seconds = round(time.Since(start).Seconds()) }()
+		if !r.created {
+			return
+		}
 		if o.Keep {
 			r.res.Kept = true
 			o.Status.Printf("• Kept namespace %s (kubectl delete namespace %s)", r.ns, r.ns)
@@ -319,7 +324,7 @@ func (r *run) connect(ctx context.Context) error {
 			errs = append(errs, &node.NodeError{Node: in.Name, Err: err})
 			continue
 		}
-		r.cs, r.api = cs, in.Name
+		r.cs, r.res.APIServer = cs, in.Name
 		break
 	}
 	if r.cs == nil {
@@ -365,6 +370,7 @@ func (r *run) deploy(ctx context.Context) error {
 	if _, err := r.cs.CoreV1().Namespaces().Create(ctx, newNamespace(r.ns), metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", r.ns, err)
 	}
+	r.created = true
 	for _, s := range newServices(r.ns) {
 		if _, err := r.cs.CoreV1().Services(r.ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create service %s/%s: %w", r.ns, s.Name, err)
