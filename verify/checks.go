@@ -344,20 +344,29 @@ func (r *run) checkServices(ctx context.Context) error {
 	each(r.o.Concurrency, r.servers, func(s pod) {
 		t := time.Now()
 		var errs []error
-		got, err := r.dial(ctx, s.name, headless, httpPort, "hostname")
-		if err == nil {
-			err = r.answeredByServer(got)
-		}
+		// Retried like every probe of a Service: the pod made unready and
+		// ready again just before takes a moment to be back in DNS and in
+		// kube-proxy's rules.
+		err := retry(ctx, 10*time.Second, func(ctx context.Context) error {
+			got, err := r.dial(ctx, s.name, headless, httpPort, "hostname")
+			if err == nil {
+				err = r.answeredByServer(got)
+			}
+			return err
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", headless, err))
 		}
 		// Every ready pod has its own name under the headless Service.
 		for _, o := range r.servers {
 			name := o.name + "." + headless
-			got, err := r.dial(ctx, s.name, name, httpPort, "hostname")
-			if err == nil && got != o.name {
-				err = fmt.Errorf("answered by %q", clip(got))
-			}
+			err := retry(ctx, 10*time.Second, func(ctx context.Context) error {
+				got, err := r.dial(ctx, s.name, name, httpPort, "hostname")
+				if err == nil && got != o.name {
+					err = fmt.Errorf("answered by %q", clip(got))
+				}
+				return err
+			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			}
@@ -371,10 +380,13 @@ func (r *run) checkServices(ctx context.Context) error {
 	ext := r.fqdn(svcExternal)
 	each(r.o.Concurrency, r.servers, func(s pod) {
 		t := time.Now()
-		got, err := r.dial(ctx, s.name, ext, 80, "hostname")
-		if err == nil {
-			err = r.answeredByServer(got)
-		}
+		err := retry(ctx, 10*time.Second, func(ctx context.Context) error {
+			got, err := r.dial(ctx, s.name, ext, 80, "hostname")
+			if err == nil {
+				err = r.answeredByServer(got)
+			}
+			return err
+		})
 		if err != nil {
 			err = fmt.Errorf("%s (ExternalName, CNAME %s) from pod %s: %w", ext, r.fqdn(svcClusterIP), s.name, err)
 		}
