@@ -154,7 +154,7 @@ func ptrOr[T any](p *T, def T) T {
 	return *p
 }
 
-// others are the servers on other nodes than p's.
+// others are the servers on other nodes than nodeName.
 func (r *run) others(nodeName string) []pod {
 	var out []pod
 	for _, s := range r.servers {
