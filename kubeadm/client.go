@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kbootstrap/kbootstrap/node"
@@ -18,14 +17,14 @@ import (
 // credentials are read from n into memory and never written on this machine;
 // every connection is dialled through n (an SSH tunnel), so the workstation
 // needs no route to the cluster. n must be privileged (admin.conf is 0600).
-func AdminClient(ctx context.Context, n node.Node, server string) (kubernetes.Interface, *rest.Config, error) {
+func AdminClient(ctx context.Context, n node.Node, server string) (kubernetes.Interface, error) {
 	raw, err := n.ReadFile(ctx, AdminConf)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node %s: %w", n.Name(), err)
+		return nil, fmt.Errorf("node %s: %w", n.Name(), err)
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node %s: %s: %w", n.Name(), AdminConf, err)
+		return nil, fmt.Errorf("node %s: %s: %w", n.Name(), AdminConf, err)
 	}
 	cfg.Host = server
 	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -37,7 +36,7 @@ func AdminClient(ctx context.Context, n node.Node, server string) (kubernetes.In
 	cfg.UserAgent = "kbootstrap"
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node %s: %w", n.Name(), err)
+		return nil, fmt.Errorf("node %s: %w", n.Name(), err)
 	}
-	return cs, cfg, nil
+	return cs, nil
 }

@@ -228,7 +228,7 @@ func (r *run) checkPodNetwork(ctx context.Context) error {
 	ms := r.reachable()
 	res = pairs(r.o.Concurrency, ms, func(m *member) []pod { return r.others(m.inv.Name) }, func(m *member, s pod) error {
 		return retry(ctx, 5*time.Second, func(ctx context.Context) error {
-			got, err := fetch(ctx, m.node, net.JoinHostPort(s.ip, fmt.Sprint(httpPort)), "/hostname")
+			got, err := fetch(ctx, m.node.Dial, net.JoinHostPort(s.ip, fmt.Sprint(httpPort)), "/hostname")
 			if err == nil && got != s.name {
 				err = fmt.Errorf("answered by %q", got)
 			}
@@ -324,7 +324,7 @@ func (r *run) checkServices(ctx context.Context) error {
 	})
 	each(r.o.Concurrency, r.reachable(), func(m *member) {
 		err := retry(ctx, 10*time.Second, func(ctx context.Context) error {
-			got, err := fetch(ctx, m.node, net.JoinHostPort(vip, "80"), "/hostname")
+			got, err := fetch(ctx, m.node.Dial, net.JoinHostPort(vip, "80"), "/hostname")
 			if err == nil {
 				err = r.answeredByServer(got)
 			}
@@ -485,9 +485,7 @@ func (r *run) checkNodePort(ctx context.Context) error {
 			return
 		}
 		err := retry(ctx, 10*time.Second, func(ctx context.Context) error {
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			got, err := httpGet(ctx, dial, addr, "/hostname")
+			got, err := fetch(ctx, dial, addr, "/hostname")
 			if err == nil {
 				err = r.answeredByServer(got)
 			}

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
-	"github.com/kbootstrap/kbootstrap/node"
 )
 
 // ErrLookup means a pod could not resolve the name it was asked to dial.
@@ -61,15 +59,12 @@ func (r *run) dial(ctx context.Context, from, host string, port int, request str
 	return out.Responses[0], nil
 }
 
-// fetch makes an HTTP GET of http://addr/path from n's own network (an SSH
-// tunnel to addr opened by n).
-func fetch(ctx context.Context, n node.Node, addr, path string) (string, error) {
+// fetch makes an HTTP GET of http://addr/path through dial (a node's, whose
+// SSH tunnel opens the connection from its own network, or this machine's),
+// within 5 s.
+func fetch(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr, path string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return httpGet(ctx, n.Dial, addr, path)
-}
-
-func httpGet(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr, path string) (string, error) {
 	tr := &http.Transport{DialContext: dial, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
@@ -95,7 +90,10 @@ func httpGet(ctx context.Context, dial func(ctx context.Context, network, addr s
 }
 
 // retry calls f until it succeeds or d passes: a new Service or policy takes
-// a moment to reach every node.
+// a moment to reach every node. Not poll.Until: that hands the check a
+// context cut at the window's end, which would cut a probe (8 s, agnhost's
+// own 5 s inside) short in a 5 s window and blur why it failed; here the
+// last probe runs to its own bound and its own error is returned.
 func retry(ctx context.Context, d time.Duration, f func(context.Context) error) error {
 	deadline := time.Now().Add(d)
 	for {

@@ -316,7 +316,7 @@ func (r *run) connect(ctx context.Context) error {
 			continue
 		}
 		n = node.Sudo(n)
-		cs, _, err := kubeadm.AdminClient(ctx, n, "https://"+net.JoinHostPort(in.InternalIP(), "6443"))
+		cs, err := kubeadm.AdminClient(ctx, n, "https://"+net.JoinHostPort(in.InternalIP(), "6443"))
 		if err == nil {
 			err = cs.CoreV1().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
 		}
@@ -397,6 +397,7 @@ func (r *run) deploy(ctx context.Context) error {
 	// Wait until each runs; one that does not is that node's finding.
 	start := time.Now()
 	running := map[string]*corev1.Pod{}
+	byName := map[string]*corev1.Pod{} // the last listing, for why a pod does not run
 	var last error
 	_ = poll.Until(ctx, 90*time.Second, 500*time.Millisecond, "workload", func(ctx context.Context) error {
 		list, err := r.cs.CoreV1().Pods(r.ns).List(ctx, metav1.ListOptions{})
@@ -406,6 +407,7 @@ func (r *run) deploy(ctx context.Context) error {
 		}
 		for i := range list.Items {
 			p := &list.Items[i]
+			byName[p.Name] = p
 			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && containersReady(p) {
 				running[p.Name] = p
 			}
@@ -416,13 +418,6 @@ func (r *run) deploy(ctx context.Context) error {
 		}
 		return nil
 	})
-	list, _ := r.cs.CoreV1().Pods(r.ns).List(ctx, metav1.ListOptions{})
-	byName := map[string]*corev1.Pod{}
-	if list != nil {
-		for i := range list.Items {
-			byName[list.Items[i].Name] = &list.Items[i]
-		}
-	}
 	for _, want := range pods {
 		p, ok := running[want.Name]
 		if !ok {
