@@ -26,6 +26,7 @@ need=(
 	"/etc/ssl/certs/ca-certificates.crt ca-certificates"
 	"make make"
 	"ldd libc-bin"                 # images.sh finds iptables' libraries
+	"/usr/sbin/ipset ipset"        # kube-router's image carries it (with iptables and ip)
 	"awk mawk"
 	"git git"
 )

@@ -12,10 +12,13 @@
 #     `kubeadm config images list --kubernetes-version <its version>` prints, tagged exactly so
 #     (load with `ctr -n k8s.io images import FILE`), and agnhost (`kbootstrap verify`'s workload),
 #     built from the kubernetes module, tagged as Kubernetes' e2e tests name it
-#     (registry.k8s.io/e2e-test-images/agnhost:<test/images/agnhost/VERSION>)
+#     (registry.k8s.io/e2e-test-images/agnhost:<test/images/agnhost/VERSION>), and kube-router (the
+#     pod network init applies: routes and NetworkPolicy) built from network/go.mod, tagged
+#     docker.io/cloudnativelabs/kube-router:<its version> (the upstream manifests' repository)
 # Cache (${KBOOTSTRAP_LAB_CACHE:-/var/cache/kbootstrap-lab}/artifacts/):
 #   images-tools-<hash>/bin/{coredns,pause,mkimages}    keyed by the images module's sources
 #   agnhost-<k8s>-<hash>/bin/agnhost                      keyed by the kubernetes module's go.sum
+#   kube-router-<v>-<hash>/bin/kube-router                keyed by the network module's go.mod/go.sum
 #   images-<k8s>-etcd-<etcd>-coredns-<v>-<hash>/          keyed by versions, tools, input binaries
 # Environment: KBOOTSTRAP_LAB_CACHE, FORCE=1 (rebuild), GO.
 set -euo pipefail
@@ -71,6 +74,11 @@ K8S_DIR=$(cd "$K8S_MOD" && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERS
 AGNHOST_VERSION=$(<"$K8S_DIR/test/images/agnhost/VERSION")
 [[ $AGNHOST_VERSION =~ ^[0-9]+\.[0-9]+$ ]] || die "$K8S_DIR/test/images/agnhost/VERSION: unexpected version $AGNHOST_VERSION"
 REFS+=("registry.k8s.io/e2e-test-images/agnhost:$AGNHOST_VERSION")
+NET_MOD=$HERE/network
+KUBE_ROUTER_VERSION=$(cd "$NET_MOD" && "$GO" list -m -f '{{.Version}}' github.com/cloudnativelabs/kube-router/v2)
+[[ $KUBE_ROUTER_VERSION == v2.* ]] || die "$NET_MOD/go.mod requires no kube-router v2"
+REFS+=("docker.io/cloudnativelabs/kube-router:$KUBE_ROUTER_VERSION")
+command -v ipset >/dev/null || [[ -x /usr/sbin/ipset ]] || die "/usr/sbin/ipset is missing (apt-get install ipset): kube-router's image carries it"
 for r in "${REFS[@]}"; do
 	case $r in
 	*/coredns:*) [[ ${r##*:} == "$COREDNS_VERSION" ]] || die "kubeadm wants $r, images/go.mod builds coredns $COREDNS_VERSION" ;;
@@ -82,7 +90,8 @@ TOOLS_HASH=$(cd "$HERE" && cat images/go.mod images/go.sum $(find images/cmd -na
 SRC_HASH=$( (echo "$TOOLS_HASH"; cat "$HERE/images.sh") | sha256sum | cut -c1-12)
 TOOLS=$ART/images-tools-$TOOLS_HASH
 AGNHOST=$ART/agnhost-$K8S_VERSION-$(cat "$K8S_MOD/go.mod" "$K8S_MOD/go.sum" | sha256sum | cut -c1-12)
-IN_HASH=$( (cd "$OUT/bin" && stat -L -c "%n %s %Y" "${INPUTS[@]}"; echo "$AGNHOST"; dpkg-query -W iptables 2>/dev/null; printf '%s\n' "${REFS[@]}") | sha256sum | cut -c1-12)
+KUBE_ROUTER=$ART/kube-router-$KUBE_ROUTER_VERSION-$(cat "$NET_MOD/go.mod" "$NET_MOD/go.sum" | sha256sum | cut -c1-12)
+IN_HASH=$( (cd "$OUT/bin" && stat -L -c "%n %s %Y" "${INPUTS[@]}"; echo "$AGNHOST $KUBE_ROUTER"; dpkg-query -W ipset iproute2 2>/dev/null; dpkg-query -W iptables 2>/dev/null; printf '%s\n' "${REFS[@]}") | sha256sum | cut -c1-12)
 KEY=images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-$IN_HASH-$SRC_HASH
 CACHE_DIR=$ART/$KEY
 mkdir -p "$ART"
@@ -118,15 +127,29 @@ build_agnhost() {
 	rm -rf "$AGNHOST"
 	mv "$tmp" "$AGNHOST"
 }
+build_kube_router() {
+	local tmp v
+	tmp=$(mktemp -d "$ART/.kube-router.tmp.XXXXXX")
+	chmod 0755 "$tmp"
+	mkdir -p "$tmp/bin"
+	(cd "$NET_MOD" && "$GO" mod download && "$GO" build -mod=readonly -trimpath \
+		-ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+		-o "$tmp/bin/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router) ||
+		{ rm -rf "$tmp"; die "go build of kube-router failed"; }
+	v=$("$tmp/bin/kube-router" --version 2>&1) || { rm -rf "$tmp"; die "kube-router --version failed: $v"; }
+	[[ $v == *"$KUBE_ROUTER_VERSION"* ]] || { rm -rf "$tmp"; die "kube-router --version is not $KUBE_ROUTER_VERSION: $v"; }
+	rm -rf "$KUBE_ROUTER"
+	mv "$tmp" "$KUBE_ROUTER"
+}
 build_images() {
 	local tmp
 	tmp=$(mktemp -d "$ART/.$KEY.tmp.XXXXXX")
 	chmod 0755 "$tmp"
 	mkdir -p "$tmp/bin" "$tmp/images"
-	cp "$TOOLS/bin/coredns" "$TOOLS/bin/pause" "$AGNHOST/bin/agnhost" "$tmp/bin/"
+	cp "$TOOLS/bin/coredns" "$TOOLS/bin/pause" "$AGNHOST/bin/agnhost" "$KUBE_ROUTER/bin/kube-router" "$tmp/bin/"
 	for b in "${INPUTS[@]}"; do ln "$OUT/bin/$b" "$tmp/bin/$b" 2>/dev/null || cp "$OUT/bin/$b" "$tmp/bin/$b"; done
 	"$TOOLS/bin/mkimages" -bin "$tmp/bin" -out "$tmp/images" "${REFS[@]}" >&2 || { rm -rf "$tmp"; die "mkimages failed"; }
-	for b in "${INPUTS[@]}" agnhost; do rm -f "$tmp/bin/$b"; done
+	for b in "${INPUTS[@]}" agnhost kube-router; do rm -f "$tmp/bin/$b"; done
 	printf '%s\n' "${REFS[@]}" >"$tmp/IMAGES"
 	rm -rf "$CACHE_DIR"
 	mv "$tmp" "$CACHE_DIR"
@@ -162,6 +185,11 @@ if [[ -n ${FORCE:-} || ! -x $AGNHOST/bin/agnhost ]]; then
 else
 	log "using cached agnhost from $AGNHOST/bin"
 fi
+if [[ -n ${FORCE:-} || ! -x $KUBE_ROUTER/bin/kube-router ]]; then
+	step "go build kube-router $KUBE_ROUTER_VERSION" build_kube_router
+else
+	log "using cached kube-router from $KUBE_ROUTER/bin"
+fi
 if [[ -n ${FORCE:-} || ! -f $CACHE_DIR/IMAGES ]]; then
 	step "images (${REFS[*]})" build_images
 else
@@ -169,7 +197,7 @@ else
 fi
 step "install" install_out
 # Older builds of this cache go (another version's stay: they are named by it).
-for d in "$ART"/images-tools-* "$ART/agnhost-$K8S_VERSION-"* "$ART/images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-"*; do
-	[[ -d $d && $d != "$TOOLS" && $d != "$AGNHOST" && $d != "$CACHE_DIR" ]] && rm -rf "$d"
+for d in "$ART"/images-tools-* "$ART/agnhost-$K8S_VERSION-"* "$ART/kube-router-$KUBE_ROUTER_VERSION-"* "$ART/images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-"*; do
+	[[ -d $d && $d != "$TOOLS" && $d != "$AGNHOST" && $d != "$KUBE_ROUTER" && $d != "$CACHE_DIR" ]] && rm -rf "$d"
 done
 log "total $(elapsed "$T_START")s"

@@ -45,6 +45,11 @@ type spec struct {
 	bins       map[string]string // binary name in -bin -> path in the image
 	entrypoint []string
 	iptables   bool
+	// hostBins are the host's binaries copied at the same path, each with
+	// the shared libraries ldd names for it.
+	hostBins []string
+	// files are literal files of the image.
+	files map[string]string
 }
 
 var specs = map[string]spec{
@@ -58,6 +63,12 @@ var specs = map[string]spec{
 	"pause":   {bins: map[string]string{"pause": "/pause"}, entrypoint: []string{"/pause"}},
 	// agnhost as Kubernetes' e2e image (test/images/agnhost/Dockerfile): /agnhost, entrypoint /agnhost.
 	"agnhost": {bins: map[string]string{"agnhost": "/agnhost"}, entrypoint: []string{"/agnhost"}},
+	// kube-router as its upstream image (/usr/local/bin/kube-router, the entrypoint), with what it
+	// runs: iptables (nft, as kube-proxy's), ipset, and iproute2's ip with the routing tables file it
+	// appends its table to.
+	"kube-router": {bins: map[string]string{"kube-router": "/usr/local/bin/kube-router"}, entrypoint: []string{"/usr/local/bin/kube-router"},
+		iptables: true, hostBins: []string{"/usr/sbin/ipset", "/usr/bin/ip"},
+		files: map[string]string{"/etc/iproute2/rt_tables": "255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n"}},
 }
 
 func main() {
@@ -128,6 +139,17 @@ func build(ref, binDir, outDir, iptRoot string) (string, error) {
 		if err := addIptables(lw, iptRoot); err != nil {
 			return "", fmt.Errorf("iptables: %w", err)
 		}
+	}
+	if err := addHostBins(lw, iptRoot, sp.hostBins); err != nil {
+		return "", err
+	}
+	fileNames := make([]string, 0, len(sp.files))
+	for f := range sp.files {
+		fileNames = append(fileNames, f)
+	}
+	sort.Strings(fileNames)
+	for _, f := range fileNames {
+		lw.file(f, []byte(sp.files[f]), 0o644)
 	}
 	if err := lw.close(); err != nil {
 		return "", err
@@ -215,6 +237,39 @@ func addIptables(lw *layerWriter, root string) error {
 		"ip6tables-restore", "iptables-nft", "iptables-nft-save", "iptables-nft-restore", "ip6tables-nft",
 		"ip6tables-nft-save", "ip6tables-nft-restore"} {
 		lw.symlink("/usr/sbin/"+cmd, "xtables-nft-multi")
+	}
+	return lw.err
+}
+
+// addHostBins copies the host's binaries (symlinks resolved: the image holds
+// each at the path given) and every shared library ldd names for them.
+func addHostBins(lw *layerWriter, root string, bins []string) error {
+	libs := map[string]bool{}
+	for _, b := range bins {
+		real, err := filepath.EvalSymlinks(filepath.Join(root, b))
+		if err != nil {
+			return fmt.Errorf("%s: %w (apt-get install the package that holds it)", b, err)
+		}
+		if err := lw.hostFile(real, b, 0o755); err != nil {
+			return err
+		}
+		deps, err := lddDeps(real, root)
+		if err != nil {
+			return err
+		}
+		for _, d := range deps {
+			libs[d] = true
+		}
+	}
+	names := make([]string, 0, len(libs))
+	for l := range libs {
+		names = append(names, l)
+	}
+	sort.Strings(names)
+	for _, l := range names {
+		if err := lw.hostPath(root, l); err != nil {
+			return err
+		}
 	}
 	return lw.err
 }
