@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ func (p *networkPhase) Title() string {
 func (p *networkPhase) Prepare(context.Context, *run) error { return nil }
 func (p *networkPhase) ShouldRun() bool                     { return true }
 func (p *networkPhase) Plan() []string {
-	return []string{"host-gw: each node's " + CNIConfigPath + " from its podCIDR, routes to every other node's podCIDR; or the inventory's network.manifest applied"}
+	return []string{"kube-router (the default): each node's " + KubeRouterCNIConfigPath + " from its podCIDR, then DaemonSet kube-system/kube-router; host-gw: each node's " + CNIConfigPath + " from its podCIDR, routes to every other node's podCIDR; or the inventory's network.manifest applied"}
 }
 func (p *networkPhase) Run(ctx context.Context, c *run) error {
 	if c.networkDone {
@@ -107,8 +108,12 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 	if err != nil {
 		return err
 	}
+	complete := len(cidrs) == len(members)
 	members = slices.DeleteFunc(members, func(n inventory.Node) bool { return cidrs[n.Name] == "" })
 	defer func() { c.networkDone = err == nil && wait }()
+	if c.inv.Network.PluginName() == inventory.PluginKubeRouter {
+		return c.ensureKubeRouter(ctx, members, cidrs, complete, wait)
+	}
 	_, err = node.Parallel(ctx, members, c.opts.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
 		n := c.nodes[in.Name]
 		var what []string
@@ -123,6 +128,7 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 			what = append(what, "CNI "+cidrs[in.Name])
 		}
 		var script strings.Builder
+		script.WriteString(dropStaleOwnRoute(cidrs[in.Name]))
 		if sub := c.cluster.PodSubnet; sub != "" {
 			fmt.Fprintf(&script, "iptables -t nat -C POSTROUTING %[1]s 2>/dev/null || { iptables -t nat -A POSTROUTING %[1]s && echo masquerade; }\n", MasqueradeRule(sub))
 		}
@@ -141,6 +147,10 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 			if i := slices.Index(routes, "masquerade"); i >= 0 {
 				routes = slices.Delete(routes, i, i+1)
 				what = append(what, "masquerade out of "+c.cluster.PodSubnet)
+			}
+			if i := slices.Index(routes, staleRoute); i >= 0 {
+				routes = slices.Delete(routes, i, i+1)
+				what = append(what, "a stale route to its own "+cidrs[in.Name]+" removed")
 			}
 			if len(routes) > 0 {
 				what = append(what, "routes to "+strings.Join(routes, " "))
@@ -167,10 +177,17 @@ func (c *run) applyManifest(ctx context.Context, file string) error {
 	if err != nil {
 		return fmt.Errorf("network.manifest: %w", err)
 	}
-	st := c.status().Start("Applying network manifest " + filepath.Base(file))
-	res, err := c.kubectl(ctx, "apply -f -", node.StdinString(string(b)))
+	err = c.apply(ctx, "Applying network manifest "+filepath.Base(file), b)
+	c.manifestApplied = err == nil
+	return err
+}
+
+// apply applies a manifest with kubectl, under a status line, and counts
+// each object kubectl did not report unchanged as a change.
+func (c *run) apply(ctx context.Context, title string, manifest []byte) error {
+	st := c.status().Start(title)
+	res, err := c.kubectl(ctx, "apply -f -", node.StdinString(string(manifest)))
 	if err == nil {
-		c.manifestApplied = true
 		for _, l := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
 			if l != "" && !strings.HasSuffix(l, " unchanged") {
 				c.addChanged(1)
@@ -181,4 +198,148 @@ func (c *run) applyManifest(ctx context.Context, file string) error {
 	return err
 }
 
+// dropStaleOwnRoute is a script that removes the routes to a node's own
+// pod CIDR through another node (its bridge holds it): left by an earlier
+// cluster whose controller-manager gave that CIDR to another node, they
+// would send the node's own pods' traffic away. It prints staleRoute when
+// it removed one.
+func dropStaleOwnRoute(cidr string) string {
+	return fmt.Sprintf("for gw in $(ip -4 route show exact %[1]s | awk '$2 == \"via\" { print $3 }'); do ip -4 route del %[1]s via \"$gw\" && echo %[2]s; done\n", cidr, staleRoute)
+}
+
+const staleRoute = "stale-route"
+
 var errNoCluster = errors.New("no control plane holds " + kubeadm.AdminConf)
+
+// ensureKubeRouter converges the kube-router network: each node's CNI
+// configuration (host-gw's, when the cluster had it, removed with its
+// masquerade rule: kube-router replaces its routes and masquerades pod
+// traffic leaving the cluster itself), then kube-router's DaemonSet, applied
+// once per run as soon as every node in the cluster has its configuration
+// (kube-router exits without it), and, with wait, running on every node
+// with every node's pod CIDR in its set of pod subnets.
+func (c *run) ensureKubeRouter(ctx context.Context, members []inventory.Node, cidrs map[string]string, complete, wait bool) error {
+	migrating, err := node.Parallel(ctx, members, c.opts.Concurrency, func(ctx context.Context, in inventory.Node) (bool, error) {
+		n := c.nodes[in.Name]
+		var what []string
+		if have, err := n.ReadFile(ctx, KubeRouterCNIConfigPath); err != nil || !kubeRouterCNICurrent(have, cidrs[in.Name]) {
+			if _, err := n.Run(ctx, "install -d -m 0755 /etc/cni/net.d"); err != nil {
+				return false, err
+			}
+			if err := n.WriteFile(ctx, KubeRouterCNIConfigPath, bytes.NewReader(KubeRouterCNIConfig(cidrs[in.Name])), node.WriteOptions{Mode: 0o644}); err != nil {
+				return false, fmt.Errorf("write %s: %w", KubeRouterCNIConfigPath, err)
+			}
+			what = append(what, "CNI "+cidrs[in.Name])
+		}
+		// host-gw's leftovers: its configuration sorts first and would win,
+		// and its bridge holds the same pod CIDR as kube-router's. The pods
+		// attached to it are recreated once kube-router runs; the marker
+		// keeps that owed across an interrupted run.
+		script := fmt.Sprintf(`if [ -e %[1]s ]; then
+  mkdir -p %[2]s && touch %[3]s
+  rm -f %[1]s && ip link del %[4]s 2>/dev/null; echo cni
+fi
+`, CNIConfigPath, path.Dir(hostGWMigrationMarker), hostGWMigrationMarker, hostGWBridge)
+		if sub := c.cluster.PodSubnet; sub != "" {
+			script += fmt.Sprintf("while iptables -t nat -D POSTROUTING %s 2>/dev/null; do echo masquerade; done\n", MasqueradeRule(sub))
+		}
+		script += fmt.Sprintf("if [ -e %s ]; then echo pods; fi\n", hostGWMigrationMarker)
+		script += dropStaleOwnRoute(cidrs[in.Name])
+		res, err := n.Run(ctx, script)
+		if err != nil {
+			return false, fmt.Errorf("host-gw leftovers: %w", err)
+		}
+		out := strings.Fields(string(res.Stdout))
+		migrating := slices.Contains(out, "pods")
+		if slices.Contains(out, staleRoute) {
+			what = append(what, "a stale route to its own "+cidrs[in.Name]+" removed")
+		}
+		if out = slices.DeleteFunc(out, func(s string) bool { return s == "pods" || s == staleRoute }); len(out) > 0 {
+			what = append(what, "host-gw's "+strings.Join(slices.Compact(out), " and ")+" removed")
+		}
+		if len(what) > 0 {
+			c.addChanged(1)
+			c.status().Printf("✓ Pod network on %s: %s", in.Name, strings.Join(what, ", "))
+		}
+		return migrating, nil
+	})
+	if err != nil || !complete {
+		return err
+	}
+	if !c.kubeRouterApplied {
+		if err := c.apply(ctx, "Applying kube-router ("+KubeRouterImage+")", KubeRouterManifest(KubeRouterImage)); err != nil {
+			return err
+		}
+		c.kubeRouterApplied = true
+	}
+	if !wait {
+		return nil
+	}
+	return c.status().Do("Waiting for kube-router on every node", func() error {
+		if _, err := c.kubectl(ctx, fmt.Sprintf("-n kube-system rollout status daemonset/kube-router --timeout=%ds", int(c.opts.ReadyTimeout.Seconds()))); err != nil {
+			return err
+		}
+		// kube-router learns a new node's pod CIDR for its masquerade
+		// exception only at its periodic sync (--routes-sync-period): until
+		// then its pods reach the new node's pods under their node's address.
+		if _, err := node.Parallel(ctx, members, c.opts.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
+			return struct{}{}, poll.Until(ctx, c.opts.ReadyTimeout, pollInterval, "kube-router's pod subnets on "+in.Name, func(ctx context.Context) error {
+				res, err := c.nodes[in.Name].Run(ctx, "ipset list "+KubeRouterPodSubnetsSet)
+				if err != nil {
+					return err
+				}
+				var missing []string
+				for _, m := range members {
+					if !slices.Contains(strings.Fields(string(res.Stdout)), cidrs[m.Name]) {
+						missing = append(missing, m.Name+"'s "+cidrs[m.Name])
+					}
+				}
+				if len(missing) > 0 {
+					return fmt.Errorf("kube-router on %s does not yet count %s as a pod subnet (it would masquerade pod traffic there)", in.Name, strings.Join(missing, ", "))
+				}
+				return nil
+			})
+		}); err != nil {
+			return err
+		}
+		return c.restartHostGWPods(ctx, members, migrating)
+	})
+}
+
+// hostGWBridge is the bridge of host-gw's CNI configuration; the marker
+// says that a node's pods still sit on it (it is gone) and are owed a
+// restart onto kube-router's bridge.
+const (
+	hostGWBridge          = "cni0"
+	hostGWMigrationMarker = "/var/lib/kbootstrap/host-gw-to-kube-router"
+)
+
+// restartHostGWPods deletes the pods that host-gw's bridge attached on the
+// nodes moved to kube-router (their controllers recreate them on
+// kube-router's bridge; hostNetwork pods keep running), then the node's
+// marker.
+func (c *run) restartHostGWPods(ctx context.Context, members []inventory.Node, migrating []bool) error {
+	var errs []error
+	for i, in := range members {
+		if !migrating[i] {
+			continue
+		}
+		res, err := c.kubectl(ctx, "delete pods --all-namespaces --wait=false --field-selector "+node.ShellQuote("spec.nodeName="+in.Name+",spec.hostNetwork=false"))
+		if err == nil {
+			_, err = c.nodes[in.Name].Run(ctx, "rm -f "+hostGWMigrationMarker)
+		}
+		if err != nil {
+			errs = append(errs, &node.NodeError{Node: in.Name, Err: fmt.Errorf("pods on host-gw's bridge: %w", err)})
+			continue
+		}
+		if n := strings.Count(string(res.Stdout), " deleted"); n > 0 {
+			c.addChanged(n)
+			pods := "pods"
+			if n == 1 {
+				pods = "pod"
+			}
+			c.status().Printf("✓ Pod network on %s: %d %s of host-gw's bridge recreated on kube-router's", in.Name, n, pods)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -18,18 +18,29 @@ import (
 
 // resetLeftovers removes what kubeadm reset leaves on a node (its own
 // advice): the CNI configuration and state, the iptables rules of
-// Kubernetes, the CNI plugins and host-gw (only those: other rules stay), kubeadm's
+// Kubernetes, the CNI plugins, host-gw and kube-router (only those: other
+// rules stay), kube-router's routes and ipsets, kubeadm's
 // and etcd's directories' content, kbootstrap's kubeadm configurations and
 // root's kubeconfig. Each step is a no-op when there is nothing to remove.
 const resetLeftovers = `set -e
 
 rm -rf /etc/cni/net.d/* ` + ConfigDir + `/*.yaml /root/.kube/config
-ip link del cni0 2>/dev/null || true
-rules='(KUBE-|CNI-|cali-|flannel|FLANNEL|kbootstrap-pod-masquerade)'
+rm -f ` + hostGWMigrationMarker + `
+ip link del ` + hostGWBridge + ` 2>/dev/null || true
+ip link del kube-bridge 2>/dev/null || true
+while ip rule del lookup 77 2>/dev/null; do :; done
+# kube-router's routes to the other nodes' pod CIDRs (its protocol 0x11): the
+# CIDRs may be assigned to other nodes when the cluster is formed again.
+ip route flush proto 17 2>/dev/null || true
+rules='(KUBE-|CNI-|cali-|flannel|FLANNEL|kbootstrap-pod-masquerade|kube-router-|kube-bridge)'
 for t in iptables ip6tables; do
   command -v $t-save >/dev/null 2>&1 || continue
   if $t-save 2>/dev/null | grep -qE "$rules"; then $t-save | grep -vE "$rules" | $t-restore; fi
 done
+# kube-router's ipsets, once no rule uses them.
+if command -v ipset >/dev/null 2>&1; then
+  for s in $(ipset list -n 2>/dev/null | grep -E '^(kube-router-|KUBE-)'); do ipset destroy "$s" 2>/dev/null || true; done
+fi
 for d in ` + kubeadm.KubernetesDir + " " + kubeadm.EtcdDataDir + ` /var/lib/cni /run/flannel; do
   if [ -d "$d" ]; then find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +; fi
 done`

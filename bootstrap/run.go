@@ -94,7 +94,9 @@ type run struct {
 	log             *slog.Logger
 	ownSecrets      []string
 	manifestApplied bool
-	networkDone     bool // the pod network converged over every node in the cluster
+	// kubeRouterApplied: kube-router's manifest was applied in this run.
+	kubeRouterApplied bool
+	networkDone       bool // the pod network converged over every node in the cluster
 }
 
 // addSecret registers secrets with the run's redactor before any command
@@ -175,7 +177,8 @@ func execute(ctx context.Context, opts Options, joinOnly bool) (*Result, error) 
 		CertificateValidity: inv.CertificateValidity, Patches: inv.KubeadmConfigPatches,
 	}
 	if c.cluster.PodSubnet == "" && inv.Network.Manifest == "" {
-		// host-gw needs the controller-manager to allocate node CIDRs.
+		// kube-router and host-gw need the controller-manager to allocate
+		// node CIDRs.
 		c.cluster.PodSubnet = "10.244.0.0/16"
 	}
 

@@ -218,8 +218,8 @@ func (v *validator) validate(inv *Inventory) {
 	switch {
 	case inv.Network.Plugin != "" && inv.Network.Manifest != "":
 		v.fail("network", "give either plugin or manifest, not both")
-	case inv.Network.Plugin != "" && inv.Network.Plugin != "host-gw":
-		v.fail("network.plugin", "%q is not a known plugin (host-gw; or give manifest: FILE)", inv.Network.Plugin)
+	case inv.Network.Plugin != "" && inv.Network.Plugin != PluginKubeRouter && inv.Network.Plugin != PluginHostGW:
+		v.fail("network.plugin", "%q is not a known plugin (%s, the default, or %s; or give manifest: FILE)", inv.Network.Plugin, PluginKubeRouter, PluginHostGW)
 	case inv.Network.Manifest != "":
 		inv.Network.Manifest = v.path(inv.Network.Manifest)
 	}

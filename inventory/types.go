@@ -33,8 +33,32 @@ type Inventory struct {
 
 // Network selects the pod network.
 type Network struct {
-	Plugin   string `yaml:"plugin,omitempty" json:"plugin,omitempty"`     // host-gw (default)
+	Plugin   string `yaml:"plugin,omitempty" json:"plugin,omitempty"`     // kube-router (default) or host-gw
 	Manifest string `yaml:"manifest,omitempty" json:"manifest,omitempty"` // a CNI manifest applied instead
+}
+
+// The pod networks init can set up itself.
+const (
+	// PluginKubeRouter is kube-router as the DaemonSet kube-system/kube-router
+	// (pods labelled k8s-app=kube-router): routes between the nodes' pod
+	// CIDRs (BGP between the nodes) and NetworkPolicy (iptables and ipset);
+	// kube-proxy stays the service proxy. The default.
+	PluginKubeRouter = "kube-router"
+	// PluginHostGW is a bridge CNI configuration and routes written over
+	// SSH: no NetworkPolicy, routes not kept across a reboot.
+	PluginHostGW = "host-gw"
+)
+
+// PluginName is the network plugin the inventory selects ("" with a
+// manifest).
+func (n Network) PluginName() string {
+	switch {
+	case n.Manifest != "":
+		return ""
+	case n.Plugin == "":
+		return PluginKubeRouter
+	}
+	return n.Plugin
 }
 
 // SSH holds connection settings; the cluster-level block is the default of
