@@ -13,8 +13,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/node"
 	"github.com/kbootstrap/kbootstrap/report"
 )
 
@@ -227,7 +230,7 @@ func (r *run) checkPodNetwork(ctx context.Context) error {
 	}
 	ms := r.reachable()
 	res = pairs(r.o.Concurrency, ms, func(m *member) []pod { return r.others(m.inv.Name) }, func(m *member, s pod) error {
-		return retry(ctx, 5*time.Second, func(ctx context.Context) error {
+		err := retry(ctx, 5*time.Second, func(ctx context.Context) error {
 			got, err := fetch(ctx, m.node.Dial, net.JoinHostPort(s.ip, fmt.Sprint(httpPort)), "/hostname")
 			if err == nil && got != s.name {
 				err = fmt.Errorf("answered by %q", got)
@@ -237,11 +240,18 @@ func (r *run) checkPodNetwork(ctx context.Context) error {
 			}
 			return nil
 		})
+		if err != nil {
+			// The node's route to the pod: the first thing to look at.
+			if out, rerr := m.node.Run(ctx, "ip -4 route get "+node.ShellQuote(s.ip), node.HideOutput()); rerr == nil {
+				err = fmt.Errorf("%w (its route: %s)", err, strings.Join(strings.Fields(strings.SplitN(string(out.Stdout), "\n", 2)[0]), " "))
+			}
+		}
+		return err
 	})
 	for i, m := range ms {
 		var err error
 		if e := joinErrs(res[i]); e != nil {
-			err = fmt.Errorf("from the node (ip route get <pod IP> there): %w", e)
+			err = fmt.Errorf("from the node: %w", e)
 		}
 		r.judge(m.inv.Name, GroupPodNetwork+".node-to-pod", start, err, "reaches the pods on "+nodesOf(r.others(m.inv.Name)))
 	}
@@ -578,7 +588,7 @@ func (r *run) checkIngressPolicy(ctx context.Context, target, allowed, denied po
 		return
 	}
 	if !blockedWithin(ctx, enforceWithin, func(ctx context.Context) bool { return reach(ctx, denied) != nil }) {
-		r.judge(target.node, check, start, fmt.Errorf("%w: with NetworkPolicy %s/%s in place, pod %s (on %s) still reaches pod %s (on %s) after %s", ErrNotEnforced, r.ns, policyDenyIngress, denied.name, denied.node, target.name, target.node, enforceWithin), "")
+		r.judge(target.node, check, start, fmt.Errorf("%w: with NetworkPolicy %s/%s in place, pod %s (on %s) still reaches pod %s (on %s) after %s%s", ErrNotEnforced, r.ns, policyDenyIngress, denied.name, denied.node, target.name, target.node, enforceWithin, r.networkHint(ctx, target.node)), "")
 		return
 	}
 	r.judge(target.node, check, start, nil, fmt.Sprintf("%s blocks pod %s (on %s) from pod %s", policyDenyIngress, denied.name, denied.node, target.name))
@@ -603,7 +613,7 @@ func (r *run) checkIngressPolicy(ctx context.Context, target, allowed, denied po
 		return
 	}
 	if deniedErr == nil {
-		r.judge(target.node, allow, t, fmt.Errorf("%w: with NetworkPolicy %s/%s, pod %s (without the label) reaches pod %s too", ErrNotEnforced, r.ns, policyAllowClient, denied.name, target.name), "")
+		r.judge(target.node, allow, t, fmt.Errorf("%w: with NetworkPolicy %s/%s, pod %s (without the label) reaches pod %s too%s", ErrNotEnforced, r.ns, policyAllowClient, denied.name, target.name, r.networkHint(ctx, target.node)), "")
 		return
 	}
 	r.judge(target.node, allow, t, nil, fmt.Sprintf("%s lets pod %s in by its label on port %q, and pod %s stays out", policyAllowClient, allowed.name, portName, denied.name))
@@ -629,7 +639,7 @@ func (r *run) checkEgressPolicy(ctx context.Context, e pod) {
 		return
 	}
 	if !blockedWithin(ctx, enforceWithin, func(ctx context.Context) bool { return errors.Is(lookup(ctx), ErrLookup) }) {
-		r.judge(e.node, check, start, fmt.Errorf("%w: with NetworkPolicy %s/%s in place, pod %s (on %s) still resolves %s after %s", ErrNotEnforced, r.ns, policyDenyEgress, e.name, e.node, name, enforceWithin), "")
+		r.judge(e.node, check, start, fmt.Errorf("%w: with NetworkPolicy %s/%s in place, pod %s (on %s) still resolves %s after %s%s", ErrNotEnforced, r.ns, policyDenyEgress, e.name, e.node, name, enforceWithin, r.networkHint(ctx, e.node)), "")
 		return
 	}
 	if _, err := pols.Create(ctx, newAllowDNS(r.ns), metav1.CreateOptions{}); err != nil {
@@ -648,9 +658,41 @@ func (r *run) checkEgressPolicy(ctx context.Context, e pod) {
 	case err != nil:
 		err = fmt.Errorf("with NetworkPolicy %s/%s (UDP and TCP 53 out), pod %s still cannot resolve %s: %w", r.ns, policyAllowDNS, e.name, name, err)
 	case last == nil:
-		err = fmt.Errorf("%w: with NetworkPolicy %s/%s (DNS only), pod %s also reaches %s on port 80", ErrNotEnforced, r.ns, policyAllowDNS, e.name, name)
+		err = fmt.Errorf("%w: with NetworkPolicy %s/%s (DNS only), pod %s also reaches %s on port 80%s", ErrNotEnforced, r.ns, policyAllowDNS, e.name, name, r.networkHint(ctx, e.node))
 	}
 	r.judge(e.node, check, start, err, fmt.Sprintf("%s blocks DNS from pod %s; %s lets DNS out and nothing else", policyDenyEgress, e.name, policyAllowDNS))
+}
+
+// networkHint says where to look when a policy is not enforced on node:
+// the network the inventory selects, and for kube-router (the default),
+// whether its DaemonSet exists and runs ready on that node.
+func (r *run) networkHint(ctx context.Context, nodeName string) string {
+	nw := r.o.Inventory.Network
+	switch nw.PluginName() {
+	case "":
+		return fmt.Sprintf(" (the network is the inventory's network.manifest %s: does it implement NetworkPolicy?)", nw.Manifest)
+	case inventory.PluginHostGW:
+		return fmt.Sprintf(" (the inventory's network.plugin %s enforces none; %s does)", inventory.PluginHostGW, inventory.PluginKubeRouter)
+	case inventory.PluginKubeRouter:
+	default:
+		return ""
+	}
+	const ns, name = metav1.NamespaceSystem, inventory.PluginKubeRouter
+	if _, err := r.cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		return fmt.Sprintf(" (DaemonSet %s/%s, the network that enforces policies, is missing: kbootstrap init applies it again)", ns, name)
+	} else if err != nil {
+		return ""
+	}
+	pods, err := r.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=" + name, FieldSelector: "spec.nodeName=" + nodeName})
+	if err != nil {
+		return ""
+	}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == nodeName && podReady(&p) {
+			return ""
+		}
+	}
+	return fmt.Sprintf(" (no ready pod of DaemonSet %s/%s on %s)", ns, name, nodeName)
 }
 
 // blockedWithin probes until blocked reports true (true) or d passes (false).

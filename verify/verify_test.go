@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	restclient "k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
@@ -108,6 +109,34 @@ func TestCheckNodes(t *testing.T) {
 	}
 	if f := find(fs, "worker1", "nodes.system-pods"); f != nil && strings.Contains(f.Message, "job-done") {
 		t.Errorf("a finished pod counted as not running: %s", f.Message)
+	}
+}
+
+// A policy not enforced says where to look: the inventory's network, and
+// kube-router's DaemonSet and its pod on the node.
+func TestNetworkHint(t *testing.T) {
+	router := func(name, nodeName string, ready corev1.ConditionStatus) *corev1.Pod {
+		p := sysPod(name, nodeName, corev1.PodRunning, ready)
+		p.Labels = map[string]string{"k8s-app": "kube-router"}
+		return p
+	}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-router", Namespace: "kube-system"}}
+	for _, tc := range []struct {
+		name    string
+		network inventory.Network
+		objs    []runtime.Object
+		want    string
+	}{
+		{"kube-router ready on the node", inventory.Network{}, []runtime.Object{ds, router("kr-1", "worker1", corev1.ConditionTrue)}, ""},
+		{"kube-router's DaemonSet removed", inventory.Network{}, nil, " (DaemonSet kube-system/kube-router, the network that enforces policies, is missing: kbootstrap init applies it again)"},
+		{"kube-router not ready on the node", inventory.Network{Plugin: "kube-router"}, []runtime.Object{ds, router("kr-1", "worker1", corev1.ConditionFalse), router("kr-2", "worker2", corev1.ConditionTrue)}, " (no ready pod of DaemonSet kube-system/kube-router on worker1)"},
+		{"host-gw", inventory.Network{Plugin: "host-gw"}, nil, " (the inventory's network.plugin host-gw enforces none; kube-router does)"},
+		{"a manifest", inventory.Network{Manifest: "flannel.yaml"}, nil, " (the network is the inventory's network.manifest flannel.yaml: does it implement NetworkPolicy?)"},
+	} {
+		r := &run{cs: fake.NewClientset(tc.objs...), o: Options{Inventory: &inventory.Inventory{Network: tc.network}}}
+		if got := r.networkHint(context.Background(), "worker1"); got != tc.want {
+			t.Errorf("%s: hint %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
 
