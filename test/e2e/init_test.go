@@ -134,7 +134,10 @@ func TestInit(t *testing.T) {
 	all := []string{"lb1", "cp1", "cp2", "cp3", "worker1", "worker2"}
 	waitSystemd(t, l, all...)
 	full := initInventory(t, l, dir, all...)
-	first := initInventory(t, l, dir, "lb1", "cp1", "cp2", "cp3", "worker1")
+	// The first four nodes are formed with the network of earlier
+	// kbootstraps, host-gw; the join of worker2 with the default inventory
+	// converges them to kube-router.
+	first := kubernetesInventory(t, l, dir, "kbootstrap-host-gw.yaml", "init", "network: {plugin: host-gw}\n", "lb1", "cp1", "cp2", "cp3", "worker1")
 
 	// Bare nodes, prepared as a user would: the air-gapped prepare-node.
 	r := prepareNodes(t, full)
@@ -235,12 +238,44 @@ func TestInit(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "worker2: kubeadm join") || strings.Contains(r.stdout, "cp2: kubeadm join") {
 		t.Errorf("join --dry-run: exit %d, plan not only worker2", r.code)
 	}
+	if !strings.Contains(labExecIn(t, l, "cp1", "iptables-save -t nat"), "kbootstrap-pod-masquerade") {
+		t.Errorf("host-gw's masquerade rule is missing on cp1")
+	}
 	r = kbRun(t, nil, "-i", full, "join", "--kubeconfig-out", kubeconfig)
 	if r.code != 0 || !strings.Contains(r.stdout, "✓ Joining worker worker2") || strings.Contains(r.stdout, "Joining control plane") || strings.Contains(r.stdout, "Joining worker worker1") {
 		t.Fatalf("join of worker2: exit %d", r.code)
 	}
-	t.Logf("timing: join of worker2 %s", r.took.Round(time.Second))
+	t.Logf("timing: join of worker2, the network converged from host-gw to kube-router, %s", r.took.Round(time.Second))
 	waitUntil(t, "5 Nodes Ready", 30*time.Second, ready(5))
+	// host-gw's bridge, configuration and masquerade rule gone from the
+	// four nodes, its pods (CoreDNS) recreated on kube-router's bridge.
+	for _, n := range []string{"cp1", "cp2", "cp3", "worker1"} {
+		if !strings.Contains(r.stdout, "✓ Pod network on "+n+": CNI ") || !strings.Contains(r.stdout, "host-gw's cni and masquerade removed") {
+			t.Errorf("join: %s not converged from host-gw to kube-router", n)
+		}
+		if out := labExecIn(t, l, n, "ls /etc/cni/net.d; ip -br link show type bridge; iptables-save -t nat | grep -c kbootstrap-pod-masquerade; true"); strings.Contains(out, "10-kbootstrap") || strings.Contains(out, "cni0") || !strings.Contains(out, "kube-bridge") || !strings.HasSuffix(strings.TrimSpace(out), "0") {
+			t.Errorf("%s after the move to kube-router: %s", n, out)
+		}
+	}
+	if !strings.Contains(r.stdout, "of host-gw's bridge recreated on kube-router's") {
+		t.Errorf("join: no pod of host-gw's bridge recreated")
+	}
+	waitUntil(t, "kube-system pods running again", 2*time.Minute, func() error {
+		out, err := hostKubectl(kubeconfig, "-n", "kube-system", "get", "pods", "--no-headers")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 3 || f[2] != "Running" {
+				return fmt.Errorf("not all running:\n%s", out)
+			}
+			if ready, want, _ := strings.Cut(f[1], "/"); ready != want {
+				return fmt.Errorf("not all ready:\n%s", out)
+			}
+		}
+		return nil
+	})
 
 	// (c) a pod on worker1 reaches a pod on worker2: CoreDNS on worker1
 	// forwards to CoreDNS on worker2, whose whoami answers with the address
@@ -316,8 +351,12 @@ spec:
 		t.Errorf("%v: %s", err, out)
 	}
 
-	// (g) verify on the 3+2 cluster, and the faults it must find.
+	// (g) verify on the 3+2 cluster, and the faults it must find; policies
+	// enforced; a worker's reboot.
 	testVerify(t, full, kubeconfig)
+	testPolicyEnforced(t, kubeconfig)
+	testNetworkFaults(t, l, full, kubeconfig)
+	testReboot(t, l, full)
 
 	// (e) the kubeadm-certs Secret deleted before a control-plane join: cp2
 	// and cp3 reset, then joined again by one `join`; the Secret is deleted
@@ -332,8 +371,9 @@ spec:
 	if ms := members(); len(ms) != 1 {
 		t.Fatalf("after resetting cp2 and cp3: %d etcd members, want 1: %+v", len(ms), ms)
 	}
-	if out := labExecIn(t, l, "cp3", "iptables-save -t nat"); strings.Contains(out, "kbootstrap-pod-masquerade") || !strings.Contains(labExecIn(t, l, "cp1", "iptables-save -t nat"), "kbootstrap-pod-masquerade") {
-		t.Errorf("host-gw's masquerade rule: still on cp3 after its reset, or missing on cp1:\n%s", out)
+	// reset removes kube-router's bridge, rules, sets and routes.
+	if out := labExecIn(t, l, "cp3", "ip -br link show type bridge; iptables-save | grep -c kube-router; ipset list -n; ip route show proto 17; true"); strings.TrimSpace(out) != "0" {
+		t.Errorf("kube-router's leftovers on cp3 after its reset:\n%s", out)
 	}
 	cp2, _ := l.Node("cp2")
 	cp3, _ := l.Node("cp3")

@@ -110,10 +110,10 @@ grep -c 'SystemdCgroup = false' /etc/containerd/config.toml
 grep -c 'sandbox_image = "registry.k8s.io/pause:3.10.1"' /etc/containerd/config.toml
 cat /etc/crictl.yaml | head -1
 cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables
-ctr -n k8s.io images ls -q | grep -c '^registry.k8s.io/'
+ctr -n k8s.io images ls -q | grep -cE '^(registry.k8s.io|docker.io)/'
 systemctl cat kubelet | grep -c '^ExecStart=/usr/bin/kubelet \$KUBELET_KUBECONFIG_ARGS'`)
-		// 8 images: the 7 kubeadm's config images list names, and agnhost (verify's workload).
-		want := "v1.34.4\nKubernetes v1.34.4\nenabled\n1\n1\nruntime-endpoint: unix:///run/containerd/containerd.sock\n1\n1\n8\n1"
+		// 9 images: the 7 kubeadm's config images list names, agnhost (verify's workload) and kube-router (the pod network).
+		want := "v1.34.4\nKubernetes v1.34.4\nenabled\n1\n1\nruntime-endpoint: unix:///run/containerd/containerd.sock\n1\n1\n9\n1"
 		if got != want {
 			t.Errorf("%s after prepare-node:\n%s\nwant:\n%s", n, got, want)
 		}
