@@ -72,9 +72,22 @@ func kubeRouterCNICurrent(have []byte, cidr string) bool {
 	return slices.Equal(subnets, []string{cidr})
 }
 
-// KubeRouterPodSubnetsSet is the ipset of every node's pod CIDR that
-// kube-router keeps on each node: pod traffic to these is not masqueraded.
-const KubeRouterPodSubnetsSet = "kube-router-pod-subnets"
+// KubeRouterNoNATRule is the iptables nat POSTROUTING rule (without
+// -I/-C) kbootstrap puts first on each node of a kube-router network: pod to
+// pod traffic is never masqueraded, whatever kube-router's set of pod
+// subnets holds. kube-router v2.1.0 masquerades pod traffic to anything not
+// in its set kube-router-pod-subnets, and its policy controller restores
+// every ipset from its own snapshot at each sync, so a node's pod CIDR that
+// its routing controller added after that snapshot is dropped again until
+// the next routing sync (upstream issues #1732, #1918): after a join, the
+// older nodes' pods reached the new node's pods under their node's address
+// on and off. Packets kube-proxy marked for masquerading (0x4000: a pod
+// reaching itself through a Service) still go to kube-proxy's rule. Not
+// kept across a reboot, and not needed then: a restarted kube-router's
+// policy controller starts with no snapshot of that set.
+func KubeRouterNoNATRule(podSubnet string) string {
+	return fmt.Sprintf("-s %[1]s -d %[1]s -m mark ! --mark 0x4000/0x4000 -m comment --comment kbootstrap-pod-no-nat -j RETURN", podSubnet)
+}
 
 var kubeRouterManifest = template.Must(template.New("kube-router").Parse(`apiVersion: v1
 kind: ServiceAccount
@@ -177,8 +190,8 @@ spec:
 // kubeadm manifest (router and firewall; kube-proxy stays the service
 // proxy), without the init container (kbootstrap writes the CNI
 // configuration), with the in-cluster credentials of its ServiceAccount and
-// a periodic sync of 15 s instead of 5 min (kube-router adds a new node's pod
-// CIDR to the pod subnets it does not masquerade to only then).
+// a periodic sync of 15 s instead of 5 min (kube-router adds a new node's
+// address and pod CIDR to the sets it does not masquerade to only then).
 func KubeRouterManifest(image string) []byte {
 	var b bytes.Buffer
 	if err := kubeRouterManifest.Execute(&b, struct{ Image, CNIConfig string }{image, KubeRouterCNIConfigPath}); err != nil {

@@ -207,7 +207,11 @@ func dropStaleOwnRoute(cidr string) string {
 	return fmt.Sprintf("for gw in $(ip -4 route show exact %[1]s | awk '$2 == \"via\" { print $3 }'); do ip -4 route del %[1]s via \"$gw\" && echo %[2]s; done\n", cidr, staleRoute)
 }
 
-const staleRoute = "stale-route"
+// Words the node scripts print for what they changed.
+const (
+	staleRoute = "stale-route"
+	noNAT      = "no-nat"
+)
 
 var errNoCluster = errors.New("no control plane holds " + kubeadm.AdminConf)
 
@@ -216,8 +220,8 @@ var errNoCluster = errors.New("no control plane holds " + kubeadm.AdminConf)
 // masquerade rule: kube-router replaces its routes and masquerades pod
 // traffic leaving the cluster itself), then kube-router's DaemonSet, applied
 // once per run as soon as every node in the cluster has its configuration
-// (kube-router exits without it), and, with wait, running on every node
-// with every node's pod CIDR in its set of pod subnets.
+// (kube-router exits without it), and, with wait, running on every node.
+// Each node also gets KubeRouterNoNATRule.
 func (c *run) ensureKubeRouter(ctx context.Context, members []inventory.Node, cidrs map[string]string, complete, wait bool) error {
 	migrating, err := node.Parallel(ctx, members, c.opts.Concurrency, func(ctx context.Context, in inventory.Node) (bool, error) {
 		n := c.nodes[in.Name]
@@ -244,6 +248,7 @@ fi
 			script += fmt.Sprintf("while iptables -t nat -D POSTROUTING %s 2>/dev/null; do echo masquerade; done\n", MasqueradeRule(sub))
 		}
 		script += fmt.Sprintf("if [ -e %s ]; then echo pods; fi\n", hostGWMigrationMarker)
+		script += fmt.Sprintf("iptables -t nat -C POSTROUTING %[1]s 2>/dev/null || { iptables -t nat -I POSTROUTING 1 %[1]s && echo %[2]s; }\n", KubeRouterNoNATRule(c.cluster.PodSubnet), noNAT)
 		script += dropStaleOwnRoute(cidrs[in.Name])
 		res, err := n.Run(ctx, script)
 		if err != nil {
@@ -251,10 +256,13 @@ fi
 		}
 		out := strings.Fields(string(res.Stdout))
 		migrating := slices.Contains(out, "pods")
+		if slices.Contains(out, noNAT) {
+			what = append(what, "no NAT within "+c.cluster.PodSubnet)
+		}
 		if slices.Contains(out, staleRoute) {
 			what = append(what, "a stale route to its own "+cidrs[in.Name]+" removed")
 		}
-		if out = slices.DeleteFunc(out, func(s string) bool { return s == "pods" || s == staleRoute }); len(out) > 0 {
+		if out = slices.DeleteFunc(out, func(s string) bool { return s == "pods" || s == staleRoute || s == noNAT }); len(out) > 0 {
 			what = append(what, "host-gw's "+strings.Join(slices.Compact(out), " and ")+" removed")
 		}
 		if len(what) > 0 {
@@ -277,29 +285,6 @@ fi
 	}
 	return c.status().Do("Waiting for kube-router on every node", func() error {
 		if _, err := c.kubectl(ctx, fmt.Sprintf("-n kube-system rollout status daemonset/kube-router --timeout=%ds", int(c.opts.ReadyTimeout.Seconds()))); err != nil {
-			return err
-		}
-		// kube-router learns a new node's pod CIDR for its masquerade
-		// exception only at its periodic sync (--routes-sync-period): until
-		// then its pods reach the new node's pods under their node's address.
-		if _, err := node.Parallel(ctx, members, c.opts.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
-			return struct{}{}, poll.Until(ctx, c.opts.ReadyTimeout, pollInterval, "kube-router's pod subnets on "+in.Name, func(ctx context.Context) error {
-				res, err := c.nodes[in.Name].Run(ctx, "ipset list "+KubeRouterPodSubnetsSet)
-				if err != nil {
-					return err
-				}
-				var missing []string
-				for _, m := range members {
-					if !slices.Contains(strings.Fields(string(res.Stdout)), cidrs[m.Name]) {
-						missing = append(missing, m.Name+"'s "+cidrs[m.Name])
-					}
-				}
-				if len(missing) > 0 {
-					return fmt.Errorf("kube-router on %s does not yet count %s as a pod subnet (it would masquerade pod traffic there)", in.Name, strings.Join(missing, ", "))
-				}
-				return nil
-			})
-		}); err != nil {
 			return err
 		}
 		return c.restartHostGWPods(ctx, members, migrating)

@@ -32,7 +32,7 @@ while ip rule del lookup 77 2>/dev/null; do :; done
 # kube-router's routes to the other nodes' pod CIDRs (its protocol 0x11): the
 # CIDRs may be assigned to other nodes when the cluster is formed again.
 ip route flush proto 17 2>/dev/null || true
-rules='(KUBE-|CNI-|cali-|flannel|FLANNEL|kbootstrap-pod-masquerade|kube-router-|kube-bridge)'
+rules='(KUBE-|CNI-|cali-|flannel|FLANNEL|kbootstrap-pod-masquerade|kbootstrap-pod-no-nat|kube-router-|kube-bridge)'
 for t in iptables ip6tables; do
   command -v $t-save >/dev/null 2>&1 || continue
   if $t-save 2>/dev/null | grep -qE "$rules"; then $t-save | grep -vE "$rules" | $t-restore; fi

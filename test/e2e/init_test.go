@@ -256,6 +256,12 @@ func TestInit(t *testing.T) {
 		if out := labExecIn(t, l, n, "ls /etc/cni/net.d; ip -br link show type bridge; iptables-save -t nat | grep -c kbootstrap-pod-masquerade; true"); strings.Contains(out, "10-kbootstrap") || strings.Contains(out, "cni0") || !strings.Contains(out, "kube-bridge") || !strings.HasSuffix(strings.TrimSpace(out), "0") {
 			t.Errorf("%s after the move to kube-router: %s", n, out)
 		}
+		// Pod to pod is never masqueraded: kbootstrap's rule comes before
+		// kube-router's masquerade.
+		out := labExecIn(t, l, n, "iptables -t nat -S POSTROUTING")
+		if i, j := strings.Index(out, "kbootstrap-pod-no-nat -j RETURN"), strings.Index(out, "kube-router-pod-subnets"); i < 0 || (j >= 0 && j < i) {
+			t.Errorf("%s: kbootstrap's pod-to-pod RETURN is missing or after kube-router's masquerade:\n%s", n, out)
+		}
 	}
 	if !strings.Contains(r.stdout, "of host-gw's bridge recreated on kube-router's") {
 		t.Errorf("join: no pod of host-gw's bridge recreated")
