@@ -119,11 +119,8 @@ func (c *run) ensureNetwork(ctx context.Context, wait bool) (err error) {
 		var what []string
 		want := CNIConfig(cidrs[in.Name])
 		if have, err := n.ReadFile(ctx, CNIConfigPath); err != nil || !bytes.Equal(have, want) {
-			if _, err := n.Run(ctx, "install -d -m 0755 /etc/cni/net.d"); err != nil {
+			if err := writeCNIConfig(ctx, n, CNIConfigPath, want); err != nil {
 				return struct{}{}, err
-			}
-			if err := n.WriteFile(ctx, CNIConfigPath, bytes.NewReader(want), node.WriteOptions{Mode: 0o644}); err != nil {
-				return struct{}{}, fmt.Errorf("write %s: %w", CNIConfigPath, err)
 			}
 			what = append(what, "CNI "+cidrs[in.Name])
 		}
@@ -198,6 +195,18 @@ func (c *run) apply(ctx context.Context, title string, manifest []byte) error {
 	return err
 }
 
+// writeCNIConfig writes a node's CNI configuration file (its directory
+// created when missing).
+func writeCNIConfig(ctx context.Context, n node.Node, file string, data []byte) error {
+	if _, err := n.Run(ctx, "install -d -m 0755 "+path.Dir(file)); err != nil {
+		return err
+	}
+	if err := n.WriteFile(ctx, file, bytes.NewReader(data), node.WriteOptions{Mode: 0o644}); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
+}
+
 // dropStaleOwnRoute is a script that removes the routes to a node's own
 // pod CIDR through another node (its bridge holds it): left by an earlier
 // cluster whose controller-manager gave that CIDR to another node, they
@@ -211,6 +220,7 @@ func dropStaleOwnRoute(cidr string) string {
 const (
 	staleRoute = "stale-route"
 	noNAT      = "no-nat"
+	podsOwed   = "pods-owed" // host-gw's pods are still to be recreated
 )
 
 var errNoCluster = errors.New("no control plane holds " + kubeadm.AdminConf)
@@ -227,11 +237,8 @@ func (c *run) ensureKubeRouter(ctx context.Context, members []inventory.Node, ci
 		n := c.nodes[in.Name]
 		var what []string
 		if have, err := n.ReadFile(ctx, KubeRouterCNIConfigPath); err != nil || !kubeRouterCNICurrent(have, cidrs[in.Name]) {
-			if _, err := n.Run(ctx, "install -d -m 0755 /etc/cni/net.d"); err != nil {
+			if err := writeCNIConfig(ctx, n, KubeRouterCNIConfigPath, KubeRouterCNIConfig(cidrs[in.Name])); err != nil {
 				return false, err
-			}
-			if err := n.WriteFile(ctx, KubeRouterCNIConfigPath, bytes.NewReader(KubeRouterCNIConfig(cidrs[in.Name])), node.WriteOptions{Mode: 0o644}); err != nil {
-				return false, fmt.Errorf("write %s: %w", KubeRouterCNIConfigPath, err)
 			}
 			what = append(what, "CNI "+cidrs[in.Name])
 		}
@@ -247,22 +254,22 @@ fi
 		if sub := c.cluster.PodSubnet; sub != "" {
 			script += fmt.Sprintf("while iptables -t nat -D POSTROUTING %s 2>/dev/null; do echo masquerade; done\n", MasqueradeRule(sub))
 		}
-		script += fmt.Sprintf("if [ -e %s ]; then echo pods; fi\n", hostGWMigrationMarker)
+		script += fmt.Sprintf("if [ -e %s ]; then echo %s; fi\n", hostGWMigrationMarker, podsOwed)
 		script += fmt.Sprintf("iptables -t nat -C POSTROUTING %[1]s 2>/dev/null || { iptables -t nat -I POSTROUTING 1 %[1]s && echo %[2]s; }\n", KubeRouterNoNATRule(c.cluster.PodSubnet), noNAT)
 		script += dropStaleOwnRoute(cidrs[in.Name])
 		res, err := n.Run(ctx, script)
 		if err != nil {
-			return false, fmt.Errorf("host-gw leftovers: %w", err)
+			return false, fmt.Errorf("pod network rules and host-gw's leftovers: %w", err)
 		}
 		out := strings.Fields(string(res.Stdout))
-		migrating := slices.Contains(out, "pods")
+		migrating := slices.Contains(out, podsOwed)
 		if slices.Contains(out, noNAT) {
 			what = append(what, "no NAT within "+c.cluster.PodSubnet)
 		}
 		if slices.Contains(out, staleRoute) {
 			what = append(what, "a stale route to its own "+cidrs[in.Name]+" removed")
 		}
-		if out = slices.DeleteFunc(out, func(s string) bool { return s == "pods" || s == staleRoute || s == noNAT }); len(out) > 0 {
+		if out = slices.DeleteFunc(out, func(s string) bool { return s == podsOwed || s == staleRoute || s == noNAT }); len(out) > 0 {
 			what = append(what, "host-gw's "+strings.Join(slices.Compact(out), " and ")+" removed")
 		}
 		if len(what) > 0 {
