@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,38 @@ func TestWriteRefusesNames(t *testing.T) {
 	}
 	if _, err := Write(io.Discard, Manifest{}, []Entry{{Name: "a", Size: 5, Body: strings.NewReader("abc")}}); err == nil || !strings.Contains(err.Error(), "3 bytes, want 5") {
 		t.Errorf("short body: %v", err)
+	}
+}
+
+func TestLoadSecretsAndVerifyFile(t *testing.T) {
+	dir := t.TempDir()
+	pass := dir + "/pass"
+	if err := os.WriteFile(pass, []byte("correct horse\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadSecrets(pass, "", "")
+	if err != nil || string(s.Passphrase) != "correct horse" {
+		t.Fatalf("LoadSecrets: %q %v", s.Passphrase, err)
+	}
+	file := dir + "/b.kbb"
+	if err := os.WriteFile(file, writeBundle(t, testEntries(t), s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyFile(file, s); err != nil {
+		t.Errorf("VerifyFile: %v", err)
+	}
+	if _, err := VerifyFile(file, Secrets{}); !errors.Is(err, ErrEncrypted) || !strings.Contains(err.Error(), file) {
+		t.Errorf("VerifyFile without the passphrase: %v", err)
+	}
+	if err := os.Chmod(pass, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSecrets(pass, "", ""); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a passphrase file others can read: %v", err)
+	}
+	empty := dir + "/empty"
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	if _, err := LoadSecrets(empty, "", ""); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("an empty passphrase file: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/backupcmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/cluster"
 	execcmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/exec"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/inventorycmd"
@@ -114,6 +115,7 @@ API server has it, and ansible-free playbooks.`,
 		playbook.NewCommand(g),
 		inventorycmd.NewCommand(g),
 		verifycmd.NewCommand(g),
+		backupcmd.NewCommand(g),
 	)
 	addCapabilities(root, g)
 	return root

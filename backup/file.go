@@ -1,0 +1,66 @@
+package backup
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// LoadSecrets reads the secrets a command was pointed at: a passphrase
+// file (its content, one trailing newline dropped), an age identity file,
+// and a recipient (a public key, given as is). The secrets themselves never
+// come from a command line; a passphrase file readable by group or others
+// is refused, as ssh refuses such a private key.
+func LoadSecrets(passphraseFile, identityFile, recipient string) (Secrets, error) {
+	var s Secrets
+	if passphraseFile != "" {
+		fi, err := os.Stat(passphraseFile)
+		if err != nil {
+			return s, fmt.Errorf("--passphrase-file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return s, fmt.Errorf("--passphrase-file %s: mode %04o lets others read it (chmod 600)", passphraseFile, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(passphraseFile)
+		if err != nil {
+			return s, fmt.Errorf("--passphrase-file: %w", err)
+		}
+		b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
+		if len(b) == 0 {
+			return s, fmt.Errorf("--passphrase-file %s: empty", passphraseFile)
+		}
+		s.Passphrase = b
+	}
+	if identityFile != "" {
+		b, err := os.ReadFile(identityFile)
+		if err != nil {
+			return s, fmt.Errorf("--identity: %w", err)
+		}
+		s.Identities = b
+	}
+	s.Recipient = recipient
+	if len(s.Passphrase) > 0 && s.Recipient != "" {
+		return s, errors.New("give --passphrase-file or --recipient, not both")
+	}
+	return s, nil
+}
+
+// VerifyFile opens a bundle file (decrypting it with s when it is
+// encrypted) and verifies it whole.
+func VerifyFile(file string, s Secrets) (*Manifest, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := Unseal(f, s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	m, err := Verify(r)
+	if err != nil {
+		return m, fmt.Errorf("%s: %w", file, err)
+	}
+	return m, nil
+}
