@@ -245,3 +245,49 @@ func TestLoadSecretsAndVerifyFile(t *testing.T) {
 		t.Errorf("an empty passphrase file: %v", err)
 	}
 }
+
+// writeVerified checks the stream as it writes it, even when only a
+// recipient's identity could open the file, and leaves no file that does
+// not verify.
+func TestWriteVerified(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := func(files map[string][]byte) []Entry {
+		var es []Entry
+		for _, n := range append([]string{SnapshotName, ClusterConfigName}, prefixed(RequiredPKI)...) {
+			es = append(es, Entry{Name: n, Size: int64(len(files[n])), Body: bytes.NewReader(files[n])})
+		}
+		return es
+	}
+	m := Manifest{Cluster: "lab", KubernetesVersion: "v1.34.4", EtcdVersion: "3.6.5", Members: []Member{{Name: "cp1"}}}
+	dir := t.TempDir()
+	file := dir + "/ok.kbb"
+	if _, err := writeVerified(file, Secrets{Recipient: id.Recipient().String()}, m, entries(testEntries(t))); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v %v", file, fi, err)
+	}
+	if _, err := VerifyFile(file, Secrets{Identities: []byte(id.String())}); err != nil {
+		t.Errorf("the written bundle: %v", err)
+	}
+	bad := testEntries(t)
+	bad[SnapshotName] = bad[SnapshotName][:512]
+	file = dir + "/bad.kbb"
+	if _, err := writeVerified(file, Secrets{Recipient: id.Recipient().String()}, m, entries(bad)); err == nil || !strings.Contains(err.Error(), "does not verify") || !strings.Contains(err.Error(), "no sha256 trailer") {
+		t.Errorf("a snapshot without its trailer: %v", err)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a bundle that does not verify was left: %v", err)
+	}
+}
+
+func prefixed(names []string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, PKIDir+n)
+	}
+	return out
+}
