@@ -4,11 +4,14 @@ package backupcmd
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kbootstrap/kbootstrap/backup"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
+	"github.com/kbootstrap/kbootstrap/inventory"
 )
 
 // secretFlags are how a command finds a bundle's secrets: files only.
@@ -21,12 +24,61 @@ func (f *secretFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.identityFile, "identity", "", "age identity file that opens the bundle")
 }
 
+type takeFlags struct {
+	secretFlags
+	recipient string
+	keep      int
+	timeout   time.Duration
+}
+
 // NewCommand returns `backup`.
 func NewCommand(g *cli.Globals) *cobra.Command {
+	var f takeFlags
 	cmd := &cobra.Command{
-		Use:   "backup",
-		Short: "Backup bundles of the control plane: etcd snapshot, PKI, kubeadm configuration",
+		Use:   "backup FILE",
+		Short: "Write a bundle of the control plane: etcd snapshot, PKI, kubeadm configuration",
+		Long: `Write FILE (mode 0600) through the first control plane that answers: a verified
+etcd snapshot taken as the API server reaches etcd, the cluster's CAs with their
+keys and the service-account key pair (` + strings.Join(backup.RequiredPKI, ", ") + `),
+kubeadm's ClusterConfiguration, the Kubernetes and etcd versions and etcd's
+members, with a manifest of sha256 sums. The bundle is verified as it is written.
+With --passphrase-file or --recipient it is age-encrypted and holds no private
+key in the clear. --keep N keeps FILE.1 ... FILE.(N-1) too.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := backup.LoadSecrets(f.passphraseFile, "", f.recipient)
+			if err != nil {
+				return err
+			}
+			inv, nodes, pool, err := g.Open(inventory.RoleControlPlane)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			st := g.Status()
+			defer st.Close()
+			res, err := backup.Take(cmd.Context(), backup.Options{
+				Inventory: inv, Connector: pool, ControlPlanes: nodes, Status: st,
+				File: args[0], Secrets: s, Keep: f.keep, Timeout: f.timeout,
+			})
+			if err != nil {
+				return err
+			}
+			for _, e := range res.Failed {
+				st.Printf("• %v", e)
+			}
+			if done, err := g.Encode(res); done || err != nil {
+				return err
+			}
+			fmt.Fprintf(g.Streams.Out, "%s: %d bytes through %s in %.1fs (etcd revision %d, Kubernetes %s)\n",
+				res.File, res.Size, res.Node, res.Seconds, res.Manifest.SnapshotRevision, res.Manifest.KubernetesVersion)
+			return nil
+		},
 	}
+	cmd.Flags().StringVar(&f.passphraseFile, "passphrase-file", "", "encrypt with the passphrase in this file (mode 0600)")
+	cmd.Flags().StringVar(&f.recipient, "recipient", "", "encrypt to this age public key (age1...)")
+	cmd.Flags().IntVar(&f.keep, "keep", 0, "keep this many bundles: FILE and FILE.1 ... FILE.(N-1) (0: replace FILE)")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on each etcd call")
 	cmd.AddCommand(newVerify(g))
 	return cmd
 }
