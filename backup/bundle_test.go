@@ -291,3 +291,49 @@ func prefixed(names []string) []string {
 	}
 	return out
 }
+
+// Open verifies and extracts in one pass: the snapshot written 0600, the
+// PKI kept; a bundle that does not verify leaves no snapshot behind.
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	files := testEntries(t)
+	s := Secrets{Passphrase: []byte("correct horse")}
+	file := dir + "/b.kbb"
+	if err := os.WriteFile(file, writeBundle(t, files, s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snap := dir + "/snapshot.db"
+	o, err := Open(file, s, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(snap)
+	if err != nil || !bytes.Equal(got, files[SnapshotName]) {
+		t.Errorf("snapshot: %d bytes, %v; want the bundle's %d", len(got), err, len(files[SnapshotName]))
+	}
+	if fi, _ := os.Stat(snap); fi.Mode().Perm() != 0o600 {
+		t.Errorf("snapshot mode %v, want 0600", fi.Mode().Perm())
+	}
+	if !bytes.Equal(o.PKI["ca.crt"], files[PKIDir+"ca.crt"]) || !bytes.Equal(o.PKI["etcd/ca.key"], files[PKIDir+"etcd/ca.key"]) || len(o.PKI) != len(RequiredPKI) {
+		t.Errorf("PKI: %d files", len(o.PKI))
+	}
+	if o.Manifest.SnapshotRevision != 42 || o.Snapshot != snap {
+		t.Errorf("opened: %+v", o)
+	}
+
+	bad := writeBundle(t, files, Secrets{})
+	bad[len(bad)/3] ^= 1
+	if err := os.WriteFile(file, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(snap)
+	if _, err := Open(file, Secrets{}, snap); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Open of a damaged bundle: %v, want ErrCorrupt", err)
+	}
+	if _, err := os.Stat(snap); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a damaged bundle left its snapshot: %v", err)
+	}
+	if _, err := Open(file, Secrets{Passphrase: []byte("x")}, snap); err == nil {
+		t.Error("Open of a plain bundle given a passphrase: no error")
+	}
+}

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
+
+	"github.com/kbootstrap/kbootstrap/internal/atomicfile"
 )
 
 // LoadSecrets reads the secrets a command was pointed at: a passphrase
@@ -63,4 +67,60 @@ func VerifyFile(file string, s Secrets) (*Manifest, error) {
 		return m, fmt.Errorf("%s: %w", file, err)
 	}
 	return m, nil
+}
+
+// Opened is a verified bundle ready to be restored.
+type Opened struct {
+	Manifest *Manifest
+	// PKI holds the bundle's files of /etc/kubernetes/pki by their path
+	// there ("ca.crt", "etcd/ca.key").
+	PKI map[string][]byte
+	// ClusterConfiguration is kubeadm's, as the kubeadm-config ConfigMap
+	// held it.
+	ClusterConfiguration []byte
+	// Snapshot is the file the etcd snapshot was written to.
+	Snapshot string
+}
+
+// Open verifies a bundle file whole (as VerifyFile) and, in the same pass,
+// writes its etcd snapshot to snapshot (mode 0600, atomically: only a
+// bundle that verifies leaves it there) and keeps its PKI in memory.
+func Open(file string, s Secrets, snapshot string) (*Opened, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := Unseal(f, s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	var (
+		m     *Manifest
+		small map[string][]byte
+	)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		m, small, err = verify(r, pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	werr := atomicfile.Write(snapshot, pr, atomicfile.Options{Mode: 0o600})
+	pr.CloseWithError(werr)
+	if err := <-done; err != nil {
+		os.Remove(snapshot)
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	o := &Opened{Manifest: m, PKI: map[string][]byte{}, ClusterConfiguration: small[ClusterConfigName], Snapshot: snapshot}
+	for name, b := range small {
+		if p, ok := strings.CutPrefix(name, PKIDir); ok {
+			o.PKI[p] = b
+		}
+	}
+	return o, nil
 }

@@ -24,11 +24,15 @@ import (
 
 // Options of Take.
 type Options struct {
-	Inventory *inventory.Inventory
+	// Cluster names the cluster in the bundle (the inventory's name).
+	Cluster   string
 	Connector node.Connector
 	// ControlPlanes are tried in order; the first that answers is used.
 	ControlPlanes []inventory.Node
-	Status        *progress.Status
+	// Local, instead, is the control plane this runs on (--local: from a
+	// timer on the node itself).
+	Local  node.Node
+	Status *progress.Status
 	// File is the bundle to write on this machine (mode 0600).
 	File    string
 	Secrets Secrets
@@ -66,6 +70,9 @@ func Take(ctx context.Context, o Options) (*Result, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
+	if o.Local != nil {
+		return takeFrom(ctx, o, o.Local, "")
+	}
 	var errs []error
 	for _, in := range o.ControlPlanes {
 		res, err := takeVia(ctx, o, in)
@@ -85,12 +92,32 @@ func Take(ctx context.Context, o Options) (*Result, error) {
 }
 
 func takeVia(ctx context.Context, o Options, in inventory.Node) (*Result, error) {
-	start := time.Now()
 	n, err := o.Connector.Connect(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	n = node.Sudo(n)
+	return takeFrom(ctx, o, node.Sudo(n), "https://"+net.JoinHostPort(in.InternalIP(), kubeadm.APIServerPort))
+}
+
+// takeFrom takes the bundle through control plane n (privileged), whose
+// API server answers at server ("": the address its manifest advertises).
+func takeFrom(ctx context.Context, o Options, n node.Node, server string) (*Result, error) {
+	start := time.Now()
+	if server == "" {
+		b, err := n.ReadFile(ctx, kubeadm.APIServerManifest)
+		if err != nil {
+			return nil, err
+		}
+		argv, _, err := etcd.ManifestCommand(b, kubeadm.APIServer)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kubeadm.APIServerManifest, err)
+		}
+		addr := etcd.ParseAPIServerArgs(argv).String("advertise-address")
+		if addr == "" {
+			return nil, fmt.Errorf("%s: no --advertise-address", kubeadm.APIServerManifest)
+		}
+		server = "https://" + net.JoinHostPort(addr, kubeadm.APIServerPort)
+	}
 	dir, err := os.MkdirTemp(filepath.Dir(o.File), ".kbootstrap-backup-*")
 	if err != nil {
 		return nil, err
@@ -99,7 +126,7 @@ func takeVia(ctx context.Context, o Options, in inventory.Node) (*Result, error)
 
 	snapFile := filepath.Join(dir, "snapshot.db")
 	var snap etcd.SnapshotResult
-	err = o.Status.Do("etcd snapshot through "+in.Name, func() error {
+	err = o.Status.Do("etcd snapshot through "+n.Name(), func() error {
 		snap, err = etcd.SnapshotFrom(ctx, n, snapFile, etcd.SnapshotOptions{}, o.Timeout)
 		return err
 	})
@@ -110,7 +137,7 @@ func takeVia(ctx context.Context, o Options, in inventory.Node) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("etcd members: %w", err)
 	}
-	cs, err := kubeadm.AdminClient(ctx, n, "https://"+net.JoinHostPort(in.InternalIP(), "6443"))
+	cs, err := kubeadm.AdminClient(ctx, n, server)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +161,7 @@ func takeVia(ctx context.Context, o Options, in inventory.Node) (*Result, error)
 		pki[f] = b
 	}
 
-	m := Manifest{Cluster: o.Inventory.Name, Created: o.Now().UTC(), KubernetesVersion: cc.KubernetesVersion,
+	m := Manifest{Cluster: o.Cluster, Created: o.Now().UTC(), KubernetesVersion: cc.KubernetesVersion,
 		EtcdVersion: snap.Version, SnapshotRevision: snap.Revision}
 	for _, mb := range members.Members {
 		m.Members = append(m.Members, Member{Name: mb.Name, PeerURLs: mb.PeerURLs})
@@ -165,7 +192,7 @@ func takeVia(ctx context.Context, o Options, in inventory.Node) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Result{File: o.File, Node: in.Name, Size: fi.Size(), Seconds: time.Since(start).Seconds(), Manifest: written, Rotated: rotated}, nil
+	return &Result{File: o.File, Node: n.Name(), Size: fi.Size(), Seconds: time.Since(start).Seconds(), Manifest: written, Rotated: rotated}, nil
 }
 
 // writeVerified writes a bundle of entries to file (mode 0600, atomically):

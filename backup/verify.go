@@ -32,6 +32,14 @@ var RequiredPKI = []string{
 // the ClusterConfiguration and the versions. The error joins every reason,
 // each naming its entry.
 func Verify(r io.Reader) (*Manifest, error) {
+	m, _, err := verify(r, nil)
+	return m, err
+}
+
+// verify is Verify that also returns the bundle's small files (PKI and
+// ClusterConfiguration, by entry name) and copies the snapshot to
+// snapshotTo when it is not nil.
+func verify(r io.Reader, snapshotTo io.Writer) (*Manifest, map[string][]byte, error) {
 	small := map[string][]byte{}
 	var snapErr error
 	snapSeen := false
@@ -40,7 +48,11 @@ func Verify(r io.Reader) (*Manifest, error) {
 		case name == SnapshotName:
 			snapSeen = true
 			th := etcd.NewTrailerHash()
-			if _, err := io.Copy(th, body); err != nil {
+			w := io.Writer(th)
+			if snapshotTo != nil {
+				w = io.MultiWriter(th, snapshotTo)
+			}
+			if _, err := io.Copy(w, body); err != nil {
 				return err
 			}
 			snapErr = th.Check()
@@ -54,7 +66,7 @@ func Verify(r io.Reader) (*Manifest, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var errs []error
 	switch {
@@ -77,9 +89,9 @@ func Verify(r io.Reader) (*Manifest, error) {
 		errs = append(errs, fmt.Errorf("%s: no etcd member", ManifestName))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return m, err
+		return m, nil, err
 	}
-	return m, nil
+	return m, small, nil
 }
 
 // checkPKI parses every certificate and key of the bundle's PKI and matches

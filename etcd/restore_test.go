@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,8 +94,8 @@ func TestRestoreMember(t *testing.T) {
 	if res.Aside == "" {
 		t.Fatal("no old data directory kept aside")
 	}
-	if _, err := os.Stat(filepath.Join(res.Aside, "member", "wal")); err != nil {
-		t.Errorf("the old data directory aside: %v", err)
+	if _, err := os.Stat(filepath.Join(res.Aside, "wal")); err != nil || filepath.Dir(res.Aside) != data {
+		t.Errorf("the old member directory aside in %s: %v", res.Aside, err)
 	}
 	if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("restored %s: %v %v", data, fi, err)
@@ -132,5 +133,67 @@ func TestRestoreMember(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "member", "wal")); err != nil {
 		t.Errorf("the data directory after a failed restore: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(data, ".kbootstrap-restore-*")); len(left) != 0 {
+		t.Errorf("a failed restore left %v", left)
+	}
+}
+
+func TestParseManifestMember(t *testing.T) {
+	const good = `apiVersion: v1
+kind: Pod
+metadata: {name: etcd, namespace: kube-system}
+spec:
+  containers:
+  - name: etcd
+    image: registry.k8s.io/etcd:3.6.5-0
+    command:
+    - etcd
+    - --name=cp2
+    - --data-dir=/var/lib/etcd
+    - --initial-advertise-peer-urls=https://10.0.0.12:2380
+    - --initial-cluster=cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380
+    - --initial-cluster-state=existing
+`
+	m, err := ParseManifestMember([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name != "cp2" || m.DataDir != "/var/lib/etcd" || len(m.PeerURLs) != 1 || m.PeerURLs[0] != "https://10.0.0.12:2380" ||
+		m.Image != "registry.k8s.io/etcd:3.6.5-0" || m.Version != "3.6.5" {
+		t.Errorf("ParseManifestMember: %+v", m)
+	}
+	for _, tc := range []struct{ drop, want string }{
+		{"    - --name=cp2\n", "no --name"},
+		{"    - --data-dir=/var/lib/etcd\n", "no --data-dir"},
+		{"    - --initial-advertise-peer-urls=https://10.0.0.12:2380\n", "no --initial-advertise-peer-urls"},
+	} {
+		if _, err := ParseManifestMember([]byte(strings.Replace(good, tc.drop, "", 1))); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("without %q: %v, want %q", strings.TrimSpace(tc.drop), err, tc.want)
+		}
+	}
+	m, err = ParseManifestMember([]byte(strings.Replace(good, "registry.k8s.io/etcd:3.6.5-0", "localhost:5000/etcd@sha256:abc", 1)))
+	if err != nil || m.Version != "" {
+		t.Errorf("an image without a version tag: %+v %v", m, err)
+	}
+}
+
+func TestNewer(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"3.6.0", "3.6.5", false},
+		{"3.6.5", "3.6.0", false}, // same minor: readable
+		{"3.6.0", "3.5.21", true},
+		{"3.5.0", "3.6.5", false},
+		{"4.0.0", "3.6.5", true},
+		{"v3.7.1", "3.6.5", true},
+		{"", "3.6.5", false},
+		{"3.6.0", "", false},
+	} {
+		if got := Newer(tc.a, tc.b); got != tc.want {
+			t.Errorf("Newer(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	execcmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/exec"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/inventorycmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/playbook"
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/restorecmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/verifycmd"
 	versioncmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/version"
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -116,6 +117,7 @@ API server has it, and ansible-free playbooks.`,
 		inventorycmd.NewCommand(g),
 		verifycmd.NewCommand(g),
 		backupcmd.NewCommand(g),
+		restorecmd.NewCommand(g),
 	)
 	addCapabilities(root, g)
 	return root
