@@ -53,20 +53,30 @@ func LoadSecrets(passphraseFile, identityFile, recipient string) (Secrets, error
 // VerifyFile opens a bundle file (decrypting it with s when it is
 // encrypted) and verifies it whole.
 func VerifyFile(file string, s Secrets) (*Manifest, error) {
+	var m *Manifest
+	err := readFile(file, s, func(r io.Reader) (err error) {
+		m, err = Verify(r)
+		return err
+	})
+	return m, err
+}
+
+// readFile hands read the plain stream of bundle file (decrypted with s);
+// errors name the file.
+func readFile(file string, s Secrets, read func(io.Reader) error) error {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
 	r, err := Unseal(f, s)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+	if err == nil {
+		err = read(r)
 	}
-	m, err := Verify(r)
 	if err != nil {
-		return m, fmt.Errorf("%s: %w", file, err)
+		return fmt.Errorf("%s: %w", file, err)
 	}
-	return m, nil
+	return nil
 }
 
 // Opened is a verified bundle ready to be restored.
@@ -86,35 +96,29 @@ type Opened struct {
 // writes its etcd snapshot to snapshot (mode 0600, atomically: only a
 // bundle that verifies leaves it there) and keeps its PKI in memory.
 func Open(file string, s Secrets, snapshot string) (*Opened, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, err := Unseal(f, s)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
 	var (
 		m     *Manifest
 		small map[string][]byte
 	)
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		var err error
-		m, small, err = verify(r, pw)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	werr := atomicfile.Write(snapshot, pr, atomicfile.Options{Mode: 0o600})
-	pr.CloseWithError(werr)
-	if err := <-done; err != nil {
-		os.Remove(snapshot)
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	if werr != nil {
-		return nil, werr
+	err := readFile(file, s, func(r io.Reader) error {
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			m, small, err = verify(r, pw)
+			pw.CloseWithError(err)
+			done <- err
+		}()
+		werr := atomicfile.Write(snapshot, pr, atomicfile.Options{Mode: 0o600})
+		pr.CloseWithError(werr)
+		if err := <-done; err != nil {
+			os.Remove(snapshot)
+			return err
+		}
+		return werr
+	})
+	if err != nil {
+		return nil, err
 	}
 	o := &Opened{Manifest: m, PKI: map[string][]byte{}, ClusterConfiguration: small[ClusterConfigName], Snapshot: snapshot}
 	for name, b := range small {

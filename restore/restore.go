@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -131,9 +132,10 @@ type run struct {
 	// initialCluster is every member's name=peerURL, in inventory order.
 	initialCluster string
 	res            *Result
-	// moved is set once a data directory may have moved: from then on a
-	// failure leaves everything for the next run.
-	moved bool
+	// moved is set once a member's data may have moved (restore-member
+	// started on a node): from then on a failure leaves everything for the
+	// next run.
+	moved atomic.Bool
 }
 
 // Run restores the cluster of o.Inventory.
@@ -153,10 +155,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	r.snapshot = filepath.Join(o.WorkDir, "snapshot.db")
+	// The snapshot of a bundle (every Secret of the cluster) is kept only
+	// for a restore under way: a refusal or a dry run leaves none (one of
+	// --from-member is kept for the run that completes it).
+	forget := func() {
+		if o.Bundle != "" {
+			os.Remove(r.snapshot)
+			os.Remove(o.WorkDir) // only when empty
+		}
+	}
 	if err := r.preflight(ctx); err != nil {
+		forget()
 		return nil, err
 	}
 	if o.DryRun {
+		forget()
 		r.plan()
 		r.res.Seconds = time.Since(start).Seconds()
 		return r.res, nil
@@ -265,6 +278,13 @@ func (r *run) preflight(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	r.cps = facts
+	for _, c := range r.cps {
+		if c.aside[kubeadm.Etcd] {
+			// An earlier run stopped etcd and may have restored some
+			// members: never started again half-restored.
+			r.moved.Store(true)
+		}
+	}
 	var errs []error
 	names := map[string]string{}
 	for _, c := range r.cps {
@@ -461,7 +481,6 @@ func (r *run) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.moved = true
 	err = r.each(ctx, fmt.Sprintf("restore etcd (%d bytes)", fi.Size()), func(ctx context.Context, c *cp) error {
 		if err := nodetimer.InstallBinary(ctx, c.n, r.o.Binary); err != nil {
 			return err
@@ -488,6 +507,7 @@ func (r *run) restore(ctx context.Context) error {
 		for i, a := range args {
 			q[i] = node.ShellQuote(a)
 		}
+		r.moved.Store(true)
 		res, err := c.n.Run(ctx, strings.Join(q, " "))
 		if err != nil {
 			return err
@@ -669,7 +689,7 @@ func (r *run) cleanup(ctx context.Context) error {
 // left for the run that completes the restore, and the error says how to
 // finish or go back.
 func (r *run) failed(ctx context.Context, err error) error {
-	if !r.moved {
+	if !r.moved.Load() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 		perr := r.each(cctx, "put back (nothing restored)", func(ctx context.Context, c *cp) error {

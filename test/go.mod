@@ -3,6 +3,7 @@ module github.com/kbootstrap/kbootstrap/test
 go 1.26.0
 
 require (
+	filippo.io/age v1.3.2
 	github.com/kbootstrap/kbootstrap v0.0.0
 	k8s.io/api v0.34.4
 	k8s.io/apimachinery v0.34.4
@@ -10,7 +11,6 @@ require (
 )
 
 require (
-	filippo.io/age v1.3.2 // indirect
 	filippo.io/hpke v0.4.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -144,7 +144,7 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("backup schedule: exit %d", r.code)
 	}
 	mustSh(t, l, "cp2", "systemctl start kbootstrap-backup.service")
-	if out := mustSh(t, l, "cp2", "stat -c %a /var/backups/kbootstrap/rstor.bundle; grep -c 'PRIVATE KEY' /var/backups/kbootstrap/rstor.bundle || true"); out != "600\n0\n" {
+	if out := mustSh(t, l, "cp2", "stat -c %a /var/backups/kbootstrap/rstor.bundle; grep -c 'PRIVATE KEY' /var/backups/kbootstrap/rstor.bundle || true"); strings.TrimSpace(out) != "600\n0" {
 		t.Errorf("cp2's timer bundle: mode and PRIVATE KEY blocks:\n%s", out)
 	}
 	timed, err := base64.StdEncoding.DecodeString(mustSh(t, l, "cp2", "base64 -w0 /var/backups/kbootstrap/rstor.bundle"))
@@ -191,6 +191,9 @@ func TestRestore(t *testing.T) {
 			t.Errorf("restore %s: exit %d, want a refusal saying %q\n%s", filepath.Base(c.file), r.code, c.want, r.stderr)
 		}
 		untouched("restore " + filepath.Base(c.file))
+		if _, err := os.Stat("rstor.restore"); !os.IsNotExist(err) {
+			t.Errorf("restore %s refused, yet its work directory ./rstor.restore is left: %v", filepath.Base(c.file), err)
+		}
 	}
 	r = kbRun(t, nil, "-i", inv, "restore", enc, "--passphrase-file", pf, "--dry-run")
 	if r.code != 0 || strings.Count(r.stdout, "restore the snapshot as member") != 3 {
