@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kbootstrap/kbootstrap/internal/poll"
 	"github.com/kbootstrap/kbootstrap/kubeadm"
@@ -294,7 +295,39 @@ fi
 		if _, err := c.kubectl(ctx, fmt.Sprintf("-n kube-system rollout status daemonset/kube-router --timeout=%ds", int(c.opts.ReadyTimeout.Seconds()))); err != nil {
 			return err
 		}
+		if err := c.waitPodRoutes(ctx, members, cidrs); err != nil {
+			return err
+		}
 		return c.restartHostGWPods(ctx, members, migrating)
+	})
+}
+
+// waitPodRoutes waits until every node has a route to every other node's
+// pod CIDR. kube-router's pods are ready before its BGP sessions are up and
+// its routes in place (a fresh 3-node cluster's verify once found none
+// between any two nodes): the cluster is not ready until they are.
+func (c *run) waitPodRoutes(ctx context.Context, members []inventory.Node, cidrs map[string]string) error {
+	return poll.Until(ctx, c.opts.ReadyTimeout, time.Second, "routes between the nodes' pod CIDRs", func(ctx context.Context) error {
+		_, err := node.Parallel(ctx, members, c.opts.Concurrency, func(ctx context.Context, in inventory.Node) (struct{}, error) {
+			var script strings.Builder
+			for _, m := range members {
+				if cidr := cidrs[m.Name]; m.Name != in.Name && cidr != "" {
+					fmt.Fprintf(&script, "ip -4 route show %[1]s | grep -q . || echo %[1]s\n", cidr)
+				}
+			}
+			if script.Len() == 0 {
+				return struct{}{}, nil
+			}
+			res, err := c.nodes[in.Name].Run(ctx, script.String())
+			if err != nil {
+				return struct{}{}, err
+			}
+			if missing := strings.Fields(string(res.Stdout)); len(missing) > 0 {
+				return struct{}{}, fmt.Errorf("no route yet to %s", strings.Join(missing, ", "))
+			}
+			return struct{}{}, nil
+		})
+		return err
 	})
 }
 

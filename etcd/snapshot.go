@@ -9,11 +9,10 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/kbootstrap/kbootstrap/internal/atomicfile"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -229,7 +228,7 @@ func (c *Client) SaveSnapshot(ctx context.Context, file string, opts SnapshotOpt
 	if res.Revision, err = LastRevision(part); err != nil {
 		return res, wrap("%w", err)
 	}
-	res.Rotated, err = rotateInto(part, file, opts.Keep)
+	res.Rotated, err = atomicfile.RotateInto(part, file, opts.Keep)
 	if err != nil {
 		return res, wrap("%w", err)
 	}
@@ -295,43 +294,3 @@ func streamErr(ctx context.Context, err error) error {
 	}
 	return err
 }
-
-// rotateInto renames part to file, first shifting file, file.1, ... up by
-// one so that keep snapshots remain (keep <= 1: file is replaced). file
-// exists at every moment if it existed before: it is hard-linked to file.1
-// and then atomically replaced. The directory is fsynced.
-func rotateInto(part, file string, keep int) (rotated []string, err error) {
-	if keep > 1 {
-		if _, err := os.Lstat(file); err == nil {
-			if err := os.Remove(numbered(file, keep-1)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("rotate: %w", err)
-			}
-			for i := keep - 2; i >= 1; i-- {
-				from, to := numbered(file, i), numbered(file, i+1)
-				if err := os.Rename(from, to); err == nil {
-					rotated = append(rotated, to)
-				} else if !errors.Is(err, os.ErrNotExist) {
-					return rotated, fmt.Errorf("rotate: %w", err)
-				}
-			}
-			if err := os.Link(file, numbered(file, 1)); err != nil {
-				// No hard links on this file system: a rename leaves a
-				// short window without file, still never a partial one.
-				if err := os.Rename(file, numbered(file, 1)); err != nil {
-					return rotated, fmt.Errorf("rotate: %w", err)
-				}
-			}
-			rotated = append(rotated, numbered(file, 1))
-		}
-	}
-	if err := os.Rename(part, file); err != nil {
-		return rotated, err
-	}
-	if d, err := os.Open(filepath.Dir(file)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return rotated, nil
-}
-
-func numbered(file string, i int) string { return file + "." + strconv.Itoa(i) }

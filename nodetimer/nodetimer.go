@@ -338,6 +338,21 @@ func Install(ctx context.Context, n node.Node, j Job, bin *Binary, st Stepper) e
 	return st.Do(name+": systemd timer "+j.Name+".timer", func() error { return installTimer(ctx, n, j, st) })
 }
 
+// InstallBinary puts bin at NodeBinary on n (privileged) unless it is
+// there already, after checking that it runs on the node's architecture:
+// the one way kbootstrap goes onto a node, for a timer or for a command
+// that runs there (restore).
+func InstallBinary(ctx context.Context, n node.Node, bin *Binary) error {
+	f, err := GatherFacts(ctx, n)
+	if err != nil {
+		return err
+	}
+	if f.Arch != bin.Arch {
+		return fmt.Errorf("%w: the node is linux/%s, this kbootstrap linux/%s: pass --binary with a linux/%s build", ErrWrongBinary, f.Arch, bin.Arch, f.Arch)
+	}
+	return installBinary(ctx, n, bin)
+}
+
 func installBinary(ctx context.Context, n node.Node, bin *Binary) error {
 	res, err := n.Run(ctx, "sha256sum "+NodeBinary+" 2>/dev/null || true")
 	if err != nil {

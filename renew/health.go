@@ -1,15 +1,10 @@
 package renew
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
-	"net/http"
 	"slices"
 	"time"
 
@@ -99,38 +94,13 @@ func etcdMemberHealthy(ctx context.Context, n node.Node) error {
 	return nil
 }
 
-// healthURL is each component's health endpoint on the node's loopback.
-var healthURL = map[string]string{
-	"kube-apiserver":          "https://127.0.0.1:6443/readyz",
-	"etcd":                    "http://127.0.0.1:2381/health",
-	"kube-controller-manager": "https://127.0.0.1:10257/healthz",
-	"kube-scheduler":          "https://127.0.0.1:10259/healthz",
-}
-
-// health asks a component's health endpoint through the node.
+// health is the component's own health endpoint (kubeadm.Healthy), and for
+// etcd also the member as the API server reaches it.
 func health(ctx context.Context, n node.Node, c string) error {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext:     func(ctx context.Context, network, addr string) (net.Conn, error) { return n.Dial(ctx, network, addr) },
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // health only; the certificates are checked apart
-	}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL[c], nil)
-	if err != nil {
+	if err := kubeadm.Healthy(ctx, n, c); err != nil {
 		return err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", healthURL[c], resp.Status, bytes.TrimSpace(body))
-	}
-	if c == "etcd" {
-		if !bytes.Contains(body, []byte(`"health":"true"`)) {
-			return fmt.Errorf("%s: %s", healthURL[c], bytes.TrimSpace(body))
-		}
+	if c == kubeadm.Etcd {
 		return etcdMemberHealthy(ctx, n)
 	}
 	return nil

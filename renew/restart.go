@@ -104,48 +104,6 @@ func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
 	return out, nil
 }
 
-// running returns the ID of c's running container ("" when none).
-func running(ctx context.Context, n node.Node, c string) (string, error) {
-	// crictl when installed, else containerd's ctr (what prepare-node installs).
-	res, err := n.Run(ctx, fmt.Sprintf(`if command -v crictl >/dev/null; then crictl ps -q --state running --name '^%[1]s$'; else
-tasks=$(ctr -n k8s.io tasks ls)
-for id in $(ctr -n k8s.io containers ls -q 'labels."io.kubernetes.container.name"==%[1]s'); do
-  printf '%%s\n' "$tasks" | awk -v id="$id" '$1 == id && $3 == "RUNNING" { print id }'
-done; fi`, c))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(res.Stdout)), nil
-}
-
-// stopGrace is how long a component is given to end after SIGTERM before
-// SIGKILL. etcd gets time to hand its leadership over; the API server
-// closes its listener at once and then waits for open connections up to its
-// request timeout (60 s, seen in the lab as 44 s of a dead API server): the
-// node is drained, so what is still open is local and retries.
-var stopGrace = map[string]time.Duration{"etcd": 15 * time.Second}
-
-const defaultStopGrace = 5 * time.Second
-
-// stop ends container id with SIGTERM, and SIGKILL after grace.
-func stop(ctx context.Context, n node.Node, id string, grace time.Duration) error {
-	secs := int(grace.Seconds())
-	// crictl stop does the same (SIGTERM, SIGKILL after --timeout); with
-	// containerd's ctr alone (what prepare-node installs), by hand.
-	_, err := n.Run(ctx, fmt.Sprintf(`id=%[1]s
-if command -v crictl >/dev/null; then exec crictl stop --timeout %[2]d "$id" >/dev/null; fi
-alive() { ctr -n k8s.io tasks ls | awk -v id="$id" '$1 == id && $3 == "RUNNING" { f=1 } END { exit !f }'; }
-ctr -n k8s.io tasks kill "$id"
-end=$(( $(date +%%s) + %[2]d ))
-while alive && [ "$(date +%%s)" -lt "$end" ]; do sleep 0.2; done
-alive || exit 0
-ctr -n k8s.io tasks kill -s SIGKILL "$id"
-end=$(( $(date +%%s) + 10 ))
-while alive && [ "$(date +%%s)" -lt "$end" ]; do sleep 0.2; done
-! alive`, node.ShellQuote(id), secs))
-	return err
-}
-
 // restart stops c's container and the kubelet starts a new one, which reads
 // the renewed files; it waits until that runs and is healthy. The pod and
 // its manifest stay as they are: an interrupt leaves nothing aside. The
@@ -153,21 +111,18 @@ while alive && [ "$(date +%%s)" -lt "$end" ]; do sleep 0.2; done
 // minutes before (a retried renewal, a rollback): then after its doubling
 // back-off (10 s, 20 s, 40 s...), which the wait (Timeout) covers.
 func (o Options) restart(ctx context.Context, t *target, c string) error {
-	old, err := running(ctx, t.n, c)
+	old, err := kubeadm.RunningContainers(ctx, t.n, c)
 	if err != nil {
 		return err
 	}
-	grace, ok := stopGrace[c]
-	if !ok {
-		grace = defaultStopGrace
-	}
+	grace := kubeadm.StopGrace(c)
 	for _, id := range strings.Fields(old) {
-		if err := stop(ctx, t.n, id, grace); err != nil {
+		if err := kubeadm.StopContainer(ctx, t.n, id, grace); err != nil {
 			return fmt.Errorf("stopping %s's container %s: %w", c, id, err)
 		}
 	}
 	if err := o.poll(ctx, c+" running again", func(ctx context.Context) error {
-		id, err := running(ctx, t.n, c)
+		id, err := kubeadm.RunningContainers(ctx, t.n, c)
 		if err == nil && (id == "" || slices.Contains(strings.Fields(old), id)) {
 			err = errors.New("no new container yet")
 		}

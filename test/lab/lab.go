@@ -375,6 +375,34 @@ func (l *Lab) Start(ctx context.Context, name string) error {
 	})
 }
 
+// Recreate destroys the node and boots a new, empty machine under the same
+// name and addresses: a fresh disk, a new host key (the lab's known_hosts
+// is rewritten with it: a client holding the old one sees a changed key)
+// and a new machine-id. What a lost machine replaced by a new one looks like.
+func (l *Lab) Recreate(ctx context.Context, name string) error {
+	err := l.locked(ctx, name, func(n *nodeState) error {
+		t := time.Now()
+		if err := l.kill(ctx, n); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(l.nodeDir(n.Name)); err != nil {
+			return fmt.Errorf("lab: node %s: remove its disk: %w", n.Name, err)
+		}
+		if l.rootfs == "" || !isDir(l.rootfs) {
+			return fmt.Errorf("lab %s: node %s: its rootfs %q is gone", l.Config.ID, name, l.rootfs)
+		}
+		if err := l.boot(ctx, n, l.etcHosts(), nil); err != nil {
+			return err
+		}
+		l.log.step(t, "node %s recreated empty", name)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return l.writeFiles()
+}
+
 // Partition cuts the node off every network it is on (its veths go down on the host side); its
 // processes keep running.
 func (l *Lab) Partition(ctx context.Context, name string) error {

@@ -14,10 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/cli"
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/backupcmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/cluster"
 	execcmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/exec"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/inventorycmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/playbook"
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/restorecmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/verifycmd"
 	versioncmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/version"
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -114,6 +116,8 @@ API server has it, and ansible-free playbooks.`,
 		playbook.NewCommand(g),
 		inventorycmd.NewCommand(g),
 		verifycmd.NewCommand(g),
+		backupcmd.NewCommand(g),
+		restorecmd.NewCommand(g),
 	)
 	addCapabilities(root, g)
 	return root

@@ -19,7 +19,7 @@ import (
 
 // NewCommands returns init, join, join-command and reset.
 func NewCommands(g *cli.Globals) []*cobra.Command {
-	return []*cobra.Command{newInit(g, false), newInit(g, true), newJoinCommand(g), newReset(g)}
+	return []*cobra.Command{newInit(g, false), newInit(g, true), newJoinCommand(g), newReset(g), newRemove(g)}
 }
 
 // verifyPhase is init's last phase: the fast checks of verify.
@@ -183,5 +183,51 @@ another control plane); each Node object is drained and deleted.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask")
+	return cmd
+}
+
+func newRemove(g *cli.Globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "remove NODE",
+		Short: "Take a node lost for good out of the cluster: its etcd member and its Node",
+		Long: `Remove NODE (of the inventory) from the cluster through another control plane,
+without touching NODE itself, which may be gone: its etcd member (a control
+plane; by name or peer address) and its Node object. A new machine under the
+same name then joins with 'kbootstrap join' (its new host key refused until you
+accept it). For a node that still answers, 'kbootstrap reset --host NODE' also
+wipes it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			inv, err := g.LoadInventory()
+			if err != nil {
+				return err
+			}
+			in, ok := inv.Node(args[0])
+			if !ok {
+				return fmt.Errorf("remove: %s: no such node in %s", args[0], g.Inventory)
+			}
+			pool := g.Pool(inv)
+			defer pool.Close()
+			st := g.Status()
+			defer st.Close()
+			res, err := bootstrap.Remove(cmd.Context(), bootstrap.RemoveOptions{Inventory: inv, Connector: pool, Node: in, Status: st, Redactor: g.Redactor})
+			if err != nil {
+				return fmt.Errorf("kbootstrap remove: %w", err)
+			}
+			if done, err := g.Encode(res); done || err != nil {
+				return err
+			}
+			members := "no etcd member"
+			if len(res.EtcdMembers) > 0 {
+				members = "etcd member " + strings.Join(res.EtcdMembers, ", ")
+			}
+			node := "no Node object (already gone)"
+			if res.NodeDeleted {
+				node = "its Node object"
+			}
+			fmt.Fprintf(g.Streams.Out, "removed %s from the cluster through %s: %s, %s\n", res.Node, res.Via, members, node)
+			return nil
+		},
+	}
 	return cmd
 }

@@ -27,7 +27,7 @@ certificate, read from the running process (or its manifest) on each control
 plane, with the connection tunnelled through SSH so nothing is installed on the
 node and no port is opened. The certificates stay in memory.`,
 	}
-	cmd.AddCommand(newFlags(g), newMembers(g), newSnapshot(g), newAudit(g))
+	cmd.AddCommand(newFlags(g), newMembers(g), newSnapshot(g), newAudit(g), newRestoreMember(g))
 	return cmd
 }
 
