@@ -6,7 +6,6 @@ import (
 	"path"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -32,17 +31,12 @@ type ScheduleOptions struct {
 	Connector   node.Connector
 	Concurrency int
 	// Dir on the nodes receives Dir/CLUSTER.bundle (0700); Keep bundles are
-	// kept (CLUSTER.bundle.1 ...).
-	Dir  string
-	Keep int
+	// kept (CLUSTER.bundle.1 ...); when, as nodetimer.Kept says.
+	nodetimer.Kept
 	// Recipient, when given, encrypts every bundle to this age public key
 	// (a timer has no passphrase to ask for; the identity stays off the
 	// nodes).
 	Recipient string
-	// OnCalendar (systemd) and Cron (no systemd); RandomDelay spreads the
-	// control planes' bundles (0: DefaultDelay; negative: none).
-	OnCalendar, Cron string
-	RandomDelay      time.Duration
 	// Binary is the Linux kbootstrap installed on the nodes ("" means this
 	// executable).
 	Binary string
@@ -50,22 +44,11 @@ type ScheduleOptions struct {
 	Status nodetimer.Stepper
 }
 
+// ScheduleDefaults are backup schedule's defaults.
+var ScheduleDefaults = nodetimer.Kept{Dir: DefaultDir, Keep: DefaultKeep, OnCalendar: DefaultOnCalendar, Cron: DefaultCron, RandomDelay: DefaultDelay}
+
 func (o ScheduleOptions) withDefaults() ScheduleOptions {
-	if o.Dir == "" {
-		o.Dir = DefaultDir
-	}
-	if o.Keep == 0 {
-		o.Keep = DefaultKeep
-	}
-	if o.OnCalendar == "" {
-		o.OnCalendar = DefaultOnCalendar
-	}
-	if o.Cron == "" {
-		o.Cron = DefaultCron
-	}
-	if o.RandomDelay == 0 {
-		o.RandomDelay = DefaultDelay
-	}
+	o.Kept = o.Kept.Or(ScheduleDefaults)
 	return o
 }
 
@@ -78,11 +61,8 @@ var (
 // `kbootstrap backup --local`.
 func (o ScheduleOptions) Job() (nodetimer.Job, error) {
 	o = o.withDefaults()
-	if !path.IsAbs(o.Dir) || strings.ContainsAny(o.Dir, " \t\n\"'\\%$;&|<>`*?") {
-		return nodetimer.Job{}, fmt.Errorf("--dir %q: an absolute path on the nodes without spaces, quotes or shell characters is needed", o.Dir)
-	}
-	if o.Keep < 1 {
-		return nodetimer.Job{}, fmt.Errorf("--keep %d: must be 1 or more", o.Keep)
+	if err := o.Check(); err != nil {
+		return nodetimer.Job{}, err
 	}
 	if !safeName.MatchString(o.Cluster) {
 		return nodetimer.Job{}, fmt.Errorf("inventory name %q: letters, digits, '.', '_' and '-' only, for the bundle's file name", o.Cluster)
@@ -94,7 +74,7 @@ func (o ScheduleOptions) Job() (nodetimer.Job, error) {
 		}
 		args += " --recipient " + o.Recipient
 	}
-	j := nodetimer.Job{
+	j := o.Into(nodetimer.Job{
 		Name:             Unit,
 		Header:           "# Installed by kbootstrap backup schedule; kbootstrap backup schedule --remove removes it.",
 		Description:      "kbootstrap: backup bundle of the control plane",
@@ -104,11 +84,7 @@ func (o ScheduleOptions) Job() (nodetimer.Job, error) {
 		ConditionPath:    kubeadm.EtcdManifest,
 		ServiceLines:     []string{"Nice=10", "IOSchedulingClass=idle"},
 		Args:             args + " " + path.Join(o.Dir, o.Cluster+".bundle"),
-		OnCalendar:       o.OnCalendar,
-		Cron:             o.Cron,
-		RandomDelay:      max(o.RandomDelay, 0), // negative: none
-		Dirs:             []string{o.Dir},
-	}
+	})
 	return j, j.Validate()
 }
 

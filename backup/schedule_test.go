@@ -3,6 +3,8 @@ package backup
 import (
 	"strings"
 	"testing"
+
+	"github.com/kbootstrap/kbootstrap/nodetimer"
 )
 
 func TestScheduleJob(t *testing.T) {
@@ -21,8 +23,8 @@ func TestScheduleJob(t *testing.T) {
 		want string
 	}{
 		{ScheduleOptions{Cluster: "a b"}, "inventory name"},
-		{ScheduleOptions{Cluster: "prod", Dir: "rel/dir"}, "--dir"},
-		{ScheduleOptions{Cluster: "prod", Keep: -1}, "--keep"},
+		{ScheduleOptions{Cluster: "prod", Kept: nodetimer.Kept{Dir: "rel/dir"}}, "--dir"},
+		{ScheduleOptions{Cluster: "prod", Kept: nodetimer.Kept{Keep: -1}}, "--keep"},
 		{ScheduleOptions{Cluster: "prod", Recipient: "age1; rm -rf /"}, "--recipient"},
 		{ScheduleOptions{Cluster: "prod", Recipient: "AGE-SECRET-KEY-1ABC"}, "not an age public key"},
 	} {

@@ -2,10 +2,8 @@ package etcd
 
 import (
 	"context"
-	"fmt"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -30,13 +28,8 @@ type ScheduleOptions struct {
 	Connector   node.Connector
 	Concurrency int
 	// Dir on the nodes receives Dir/snapshot.db (0700); Keep snapshots are
-	// kept (snapshot.db.1 ...).
-	Dir  string
-	Keep int
-	// OnCalendar (systemd) and Cron (no systemd); RandomDelay spreads the
-	// control planes' snapshots (0: DefaultSnapshotDelay; negative: none).
-	OnCalendar, Cron string
-	RandomDelay      time.Duration
+	// kept (snapshot.db.1 ...); when, as nodetimer.Kept says.
+	nodetimer.Kept
 	// Binary is the Linux kbootstrap installed on the nodes ("" means this
 	// executable).
 	Binary string
@@ -44,22 +37,12 @@ type ScheduleOptions struct {
 	Status nodetimer.Stepper
 }
 
+// SnapshotDefaults are etcd snapshot schedule's defaults.
+var SnapshotDefaults = nodetimer.Kept{Dir: DefaultSnapshotDir, Keep: DefaultSnapshotKeep,
+	OnCalendar: DefaultSnapshotOnCalendar, Cron: DefaultSnapshotCron, RandomDelay: DefaultSnapshotDelay}
+
 func (o ScheduleOptions) withDefaults() ScheduleOptions {
-	if o.Dir == "" {
-		o.Dir = DefaultSnapshotDir
-	}
-	if o.Keep == 0 {
-		o.Keep = DefaultSnapshotKeep
-	}
-	if o.OnCalendar == "" {
-		o.OnCalendar = DefaultSnapshotOnCalendar
-	}
-	if o.Cron == "" {
-		o.Cron = DefaultSnapshotCron
-	}
-	if o.RandomDelay == 0 {
-		o.RandomDelay = DefaultSnapshotDelay
-	}
+	o.Kept = o.Kept.Or(SnapshotDefaults)
 	return o
 }
 
@@ -67,13 +50,10 @@ func (o ScheduleOptions) withDefaults() ScheduleOptions {
 // plane with `kbootstrap etcd snapshot save --local`.
 func (o ScheduleOptions) SnapshotJob() (nodetimer.Job, error) {
 	o = o.withDefaults()
-	if !path.IsAbs(o.Dir) || strings.ContainsAny(o.Dir, " \t\n\"'\\%$;&|<>`*?") {
-		return nodetimer.Job{}, fmt.Errorf("--dir %q: an absolute path on the nodes without spaces, quotes or shell characters is needed", o.Dir)
+	if err := o.Check(); err != nil {
+		return nodetimer.Job{}, err
 	}
-	if o.Keep < 1 {
-		return nodetimer.Job{}, fmt.Errorf("--keep %d: must be 1 or more", o.Keep)
-	}
-	j := nodetimer.Job{
+	j := o.Into(nodetimer.Job{
 		Name:             SnapshotUnit,
 		Header:           "# Installed by kbootstrap etcd snapshot schedule; kbootstrap etcd snapshot schedule --remove removes it.",
 		Description:      "kbootstrap: verified etcd snapshot",
@@ -83,11 +63,7 @@ func (o ScheduleOptions) SnapshotJob() (nodetimer.Job, error) {
 		ConditionPath:    kubeadm.EtcdManifest,
 		ServiceLines:     []string{"Nice=10", "IOSchedulingClass=idle"},
 		Args:             "etcd snapshot save --local --keep " + strconv.Itoa(o.Keep) + " " + path.Join(o.Dir, "snapshot.db"),
-		OnCalendar:       o.OnCalendar,
-		Cron:             o.Cron,
-		RandomDelay:      max(o.RandomDelay, 0), // negative: none
-		Dirs:             []string{o.Dir},
-	}
+	})
 	return j, j.Validate()
 }
 

@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/kbootstrap/kbootstrap/internal/golden"
+	"github.com/kbootstrap/kbootstrap/nodetimer"
 )
 
 func TestSnapshotJob(t *testing.T) {
-	j, err := ScheduleOptions{Keep: 3}.SnapshotJob()
+	j, err := ScheduleOptions{Kept: nodetimer.Kept{Keep: 3}}.SnapshotJob()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,11 +21,11 @@ func TestSnapshotJob(t *testing.T) {
 		o    ScheduleOptions
 		want string
 	}{
-		{ScheduleOptions{Dir: "relative"}, "--dir \"relative\": an absolute path"},
-		{ScheduleOptions{Dir: "/var/backups/my etcd"}, "without spaces"},
-		{ScheduleOptions{Keep: -1}, "--keep -1"},
-		{ScheduleOptions{Cron: "5 4 * *"}, "--cron"},
-		{ScheduleOptions{OnCalendar: "daily\nExecStart=/bin/evil"}, "--on-calendar"},
+		{ScheduleOptions{Kept: nodetimer.Kept{Dir: "relative"}}, "--dir \"relative\": an absolute path"},
+		{ScheduleOptions{Kept: nodetimer.Kept{Dir: "/var/backups/my etcd"}}, "without spaces"},
+		{ScheduleOptions{Kept: nodetimer.Kept{Keep: -1}}, "--keep -1"},
+		{ScheduleOptions{Kept: nodetimer.Kept{Cron: "5 4 * *"}}, "--cron"},
+		{ScheduleOptions{Kept: nodetimer.Kept{OnCalendar: "daily\nExecStart=/bin/evil"}}, "--on-calendar"},
 	} {
 		if _, err := tc.o.SnapshotJob(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("SnapshotJob(%+v) = %v, want %q", tc.o, err, tc.want)
@@ -36,12 +37,12 @@ func TestSnapshotJobRandomDelay(t *testing.T) {
 	for _, tc := range []struct {
 		in, want time.Duration
 	}{{0, DefaultSnapshotDelay}, {-1, 0}, {time.Minute, time.Minute}} {
-		j, err := ScheduleOptions{RandomDelay: tc.in}.SnapshotJob()
+		j, err := ScheduleOptions{Kept: nodetimer.Kept{RandomDelay: tc.in}}.SnapshotJob()
 		if err != nil || j.RandomDelay != tc.want {
 			t.Errorf("RandomDelay %s: job has %s (%v), want %s", tc.in, j.RandomDelay, err, tc.want)
 		}
 		// Defaulted twice (ScheduleSnapshots, then SnapshotJob): the same.
-		if j2, _ := (ScheduleOptions{RandomDelay: tc.in}).withDefaults().SnapshotJob(); j2.RandomDelay != tc.want {
+		if j2, _ := (ScheduleOptions{Kept: nodetimer.Kept{RandomDelay: tc.in}}).withDefaults().SnapshotJob(); j2.RandomDelay != tc.want {
 			t.Errorf("RandomDelay %s defaulted twice: %s, want %s", tc.in, j2.RandomDelay, tc.want)
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +71,41 @@ end=$(( $(date +%%s) + 10 ))
 while alive && [ "$(date +%%s)" -lt "$end" ]; do sleep 0.2; done
 ! alive`, node.ShellQuote(id), secs))
 	return err
+}
+
+// StopRunning stops every running container of component c (SIGTERM,
+// SIGKILL after StopGrace) and returns their IDs, one per line.
+func StopRunning(ctx context.Context, n node.Node, c string) (string, error) {
+	ids, err := RunningContainers(ctx, n, c)
+	if err != nil {
+		return "", err
+	}
+	for _, id := range strings.Fields(ids) {
+		if err := StopContainer(ctx, n, id, StopGrace(c)); err != nil {
+			return ids, fmt.Errorf("stopping %s's container %s: %w", c, id, err)
+		}
+	}
+	return ids, nil
+}
+
+// Restart stops component c's running containers (SIGTERM, SIGKILL after
+// StopGrace) and waits, through wait, until the kubelet runs a new one and
+// healthy passes. The pod and its manifest stay as they are.
+func Restart(ctx context.Context, n node.Node, c string, wait func(what string, f func(context.Context) error) error, healthy func(context.Context) error) error {
+	old, err := StopRunning(ctx, n, c)
+	if err != nil {
+		return err
+	}
+	if err := wait(c+" running again", func(ctx context.Context) error {
+		id, err := RunningContainers(ctx, n, c)
+		if err == nil && (id == "" || slices.Contains(strings.Fields(old), id)) {
+			err = errors.New("no new container yet")
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	return wait(c+" healthy", healthy)
 }
 
 // HealthURL is each component's health endpoint on the node's loopback.

@@ -211,6 +211,14 @@ func LoadBinary(path string) (*Binary, error) {
 	return &Binary{Path: path, Arch: arch, SHA256: hex.EncodeToString(h[:]), data: raw}, nil
 }
 
+// RunsOn checks that b runs on a node with facts f.
+func (b *Binary) RunsOn(f Facts) error {
+	if f.Arch != b.Arch {
+		return fmt.Errorf("%w: the node is linux/%s, this kbootstrap linux/%s: pass --binary with a linux/%s build", ErrWrongBinary, f.Arch, b.Arch, f.Arch)
+	}
+	return nil
+}
+
 // LinuxArch is the GOARCH of a Linux ELF executable.
 func LinuxArch(raw []byte) (string, error) {
 	f, err := elf.NewFile(bytes.NewReader(raw))
@@ -297,8 +305,8 @@ func Install(ctx context.Context, n node.Node, j Job, bin *Binary, st Stepper) e
 	if f.Init == "none" {
 		return errors.New("neither systemd nor " + CronDir + ": install cron, or run the job from the workstation")
 	}
-	if f.Arch != bin.Arch {
-		return fmt.Errorf("%w: the node is linux/%s, this kbootstrap linux/%s: pass --binary with a linux/%s build", ErrWrongBinary, f.Arch, bin.Arch, f.Arch)
+	if err := bin.RunsOn(f); err != nil {
+		return err
 	}
 	if err := st.Do(name+": "+NodeBinary, func() error { return installBinary(ctx, n, bin) }); err != nil {
 		return err
@@ -347,8 +355,8 @@ func InstallBinary(ctx context.Context, n node.Node, bin *Binary) error {
 	if err != nil {
 		return err
 	}
-	if f.Arch != bin.Arch {
-		return fmt.Errorf("%w: the node is linux/%s, this kbootstrap linux/%s: pass --binary with a linux/%s build", ErrWrongBinary, f.Arch, bin.Arch, f.Arch)
+	if err := bin.RunsOn(f); err != nil {
+		return err
 	}
 	return installBinary(ctx, n, bin)
 }

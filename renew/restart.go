@@ -111,26 +111,9 @@ func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
 // minutes before (a retried renewal, a rollback): then after its doubling
 // back-off (10 s, 20 s, 40 s...), which the wait (Timeout) covers.
 func (o Options) restart(ctx context.Context, t *target, c string) error {
-	old, err := kubeadm.RunningContainers(ctx, t.n, c)
-	if err != nil {
-		return err
-	}
-	grace := kubeadm.StopGrace(c)
-	for _, id := range strings.Fields(old) {
-		if err := kubeadm.StopContainer(ctx, t.n, id, grace); err != nil {
-			return fmt.Errorf("stopping %s's container %s: %w", c, id, err)
-		}
-	}
-	if err := o.poll(ctx, c+" running again", func(ctx context.Context) error {
-		id, err := kubeadm.RunningContainers(ctx, t.n, c)
-		if err == nil && (id == "" || slices.Contains(strings.Fields(old), id)) {
-			err = errors.New("no new container yet")
-		}
-		return err
-	}); err != nil {
-		return err
-	}
-	return o.poll(ctx, c+" healthy", func(ctx context.Context) error { return health(ctx, t.n, c) })
+	return kubeadm.Restart(ctx, t.n, c,
+		func(what string, f func(context.Context) error) error { return o.poll(ctx, what, f) },
+		func(ctx context.Context) error { return health(ctx, t.n, c) })
 }
 
 // restartAll is the "restart" step: the static pods that read the renewed

@@ -371,8 +371,8 @@ func (r *run) facts(ctx context.Context, in inventory.Node) (*cp, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.Arch != r.o.Binary.Arch {
-		return nil, fmt.Errorf("%w: the node is linux/%s, this kbootstrap linux/%s: pass --binary with a linux/%s build", nodetimer.ErrWrongBinary, f.Arch, r.o.Binary.Arch, f.Arch)
+	if err := r.o.Binary.RunsOn(f); err != nil {
+		return nil, err
 	}
 	for _, comp := range []string{kubeadm.APIServer, kubeadm.Etcd} {
 		if c.aside[comp] {
@@ -444,14 +444,8 @@ func (r *run) stop(ctx context.Context, component string) error {
 		// The kubelet would give it the pod's grace period (30 s for the
 		// API server, which waits for its open requests): stopped at once
 		// as renew stops it, SIGKILL after kubeadm.StopGrace.
-		ids, err := kubeadm.RunningContainers(ctx, c.n, component)
-		if err != nil {
+		if _, err := kubeadm.StopRunning(ctx, c.n, component); err != nil {
 			return err
-		}
-		for _, id := range strings.Fields(ids) {
-			if err := kubeadm.StopContainer(ctx, c.n, id, kubeadm.StopGrace(component)); err != nil {
-				return fmt.Errorf("stopping %s: %w", component, err)
-			}
 		}
 		return r.wait(ctx, component+" stopped", func(ctx context.Context) error {
 			ids, err := kubeadm.RunningContainers(ctx, c.n, component)
@@ -574,25 +568,10 @@ func (r *run) startAPIServers(ctx context.Context) error {
 func (r *run) restartControllers(ctx context.Context) error {
 	return r.each(ctx, "restart kube-controller-manager, kube-scheduler", func(ctx context.Context, c *cp) error {
 		for _, comp := range []string{kubeadm.ControllerManager, kubeadm.Scheduler} {
-			ids, err := kubeadm.RunningContainers(ctx, c.n, comp)
+			err := kubeadm.Restart(ctx, c.n, comp,
+				func(what string, f func(context.Context) error) error { return r.wait(ctx, what, f) },
+				func(ctx context.Context) error { return kubeadm.Healthy(ctx, c.n, comp) })
 			if err != nil {
-				return err
-			}
-			for _, id := range strings.Fields(ids) {
-				if err := kubeadm.StopContainer(ctx, c.n, id, kubeadm.StopGrace(comp)); err != nil {
-					return fmt.Errorf("stopping %s: %w", comp, err)
-				}
-			}
-			if err := r.wait(ctx, comp+" healthy", func(ctx context.Context) error {
-				now, err := kubeadm.RunningContainers(ctx, c.n, comp)
-				if err == nil && (now == "" || slices.ContainsFunc(strings.Fields(now), func(id string) bool { return strings.Contains(ids, id) })) {
-					err = errors.New("not restarted yet")
-				}
-				if err == nil {
-					err = kubeadm.Healthy(ctx, c.n, comp)
-				}
-				return err
-			}); err != nil {
 				return err
 			}
 		}

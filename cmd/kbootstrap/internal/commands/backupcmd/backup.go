@@ -140,15 +140,11 @@ versions. Exit 0 when it is whole, 2 with every reason otherwise.`,
 	return cmd
 }
 
-type scheduleFlags struct {
-	dir, recipient, onCalendar, cron, binary string
-	keep                                     int
-	delay                                    time.Duration
-	remove                                   bool
-}
-
 func newSchedule(g *cli.Globals) *cobra.Command {
-	var f scheduleFlags
+	var (
+		f         cli.KeptFlags
+		recipient string
+	)
 	cmd := &cobra.Command{
 		Use:   "schedule",
 		Short: "Write a backup bundle on every control plane from a timer",
@@ -174,14 +170,9 @@ only when they differ, --remove uninstalls (the bundles stay).`,
 			defer pool.Close()
 			st := g.Status()
 			defer st.Close()
-			delay := f.delay
-			if delay == 0 {
-				delay = -1
-			}
 			err = backup.Schedule(cmd.Context(), backup.ScheduleOptions{
 				Cluster: inv.Name, Nodes: nodes, Connector: pool, Concurrency: g.Concurrency,
-				Dir: f.dir, Keep: f.keep, Recipient: f.recipient, OnCalendar: f.onCalendar, Cron: f.cron, RandomDelay: delay,
-				Binary: f.binary, Remove: f.remove, Status: st,
+				Kept: f.Kept(), Recipient: recipient, Binary: f.Binary, Remove: f.Remove, Status: st,
 			})
 			if err != nil {
 				return fmt.Errorf("kbootstrap backup schedule: %w", err)
@@ -189,14 +180,7 @@ only when they differ, --remove uninstalls (the bundles stay).`,
 			return nil
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&f.dir, "dir", backup.DefaultDir, "directory on the nodes for the bundles")
-	fl.IntVar(&f.keep, "keep", backup.DefaultKeep, "bundles kept on each node")
-	fl.StringVar(&f.recipient, "recipient", "", "encrypt every bundle to this age public key (age1...)")
-	fl.StringVar(&f.onCalendar, "on-calendar", backup.DefaultOnCalendar, "when, as a systemd OnCalendar expression")
-	fl.StringVar(&f.cron, "cron", backup.DefaultCron, "when, as a crontab schedule (nodes without systemd)")
-	fl.DurationVar(&f.delay, "randomized-delay", backup.DefaultDelay, "a random delay of up to this after the schedule, spreading the control planes (0: none)")
-	fl.StringVar(&f.binary, "binary", "", "the Linux kbootstrap to install on the nodes (default: this executable)")
-	fl.BoolVar(&f.remove, "remove", false, "remove the timer or cron entry (the binary and the bundles stay)")
+	f.Register(cmd.Flags(), backup.ScheduleDefaults, "bundles")
+	cmd.Flags().StringVar(&recipient, "recipient", "", "encrypt every bundle to this age public key (age1...)")
 	return cmd
 }

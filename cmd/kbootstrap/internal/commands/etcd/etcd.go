@@ -310,15 +310,8 @@ Exit code 0 when everything is ok, 1 with warnings, 2 with a failure.`,
 	return cmd
 }
 
-type scheduleFlags struct {
-	dir, onCalendar, cron, binary string
-	keep                          int
-	delay                         time.Duration
-	remove                        bool
-}
-
 func newSnapshotSchedule(g *cli.Globals) *cobra.Command {
-	var f scheduleFlags
+	var f cli.KeptFlags
 	cmd := &cobra.Command{
 		Use:   "schedule",
 		Short: "Take a verified etcd snapshot on every control plane from a timer",
@@ -343,14 +336,9 @@ when they differ (a second run says "unchanged"), --remove uninstalls.`,
 			defer pool.Close()
 			st := g.Status()
 			defer st.Close()
-			delay := f.delay
-			if delay == 0 {
-				delay = -1
-			}
 			err = etcd.ScheduleSnapshots(cmd.Context(), etcd.ScheduleOptions{
 				Nodes: nodes, Connector: pool, Concurrency: g.Concurrency,
-				Dir: f.dir, Keep: f.keep, OnCalendar: f.onCalendar, Cron: f.cron, RandomDelay: delay,
-				Binary: f.binary, Remove: f.remove, Status: st,
+				Kept: f.Kept(), Binary: f.Binary, Remove: f.Remove, Status: st,
 			})
 			if err != nil {
 				return fmt.Errorf("kbootstrap etcd snapshot schedule: %w", err)
@@ -358,13 +346,6 @@ when they differ (a second run says "unchanged"), --remove uninstalls.`,
 			return nil
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&f.dir, "dir", etcd.DefaultSnapshotDir, "directory on the nodes for snapshot.db and the older ones")
-	fl.IntVar(&f.keep, "keep", etcd.DefaultSnapshotKeep, "snapshots kept on each node")
-	fl.StringVar(&f.onCalendar, "on-calendar", etcd.DefaultSnapshotOnCalendar, "when, as a systemd OnCalendar expression")
-	fl.StringVar(&f.cron, "cron", etcd.DefaultSnapshotCron, "when, as a crontab schedule (nodes without systemd)")
-	fl.DurationVar(&f.delay, "randomized-delay", etcd.DefaultSnapshotDelay, "a random delay of up to this after the schedule, spreading the control planes (0: none)")
-	fl.StringVar(&f.binary, "binary", "", "the Linux kbootstrap to install on the nodes (default: this executable)")
-	fl.BoolVar(&f.remove, "remove", false, "remove the timer or cron entry (the binary and the snapshots stay)")
+	f.Register(cmd.Flags(), etcd.SnapshotDefaults, "snapshots")
 	return cmd
 }
