@@ -66,6 +66,9 @@ type InventorySpec struct {
 	// User is the SSH user (default root); KeyFile and KnownHostsFile
 	// default to the lab's.
 	User, KeyFile, KnownHostsFile string
+	// KubernetesVersion is the inventory's (default: the lab's,
+	// KubernetesVersion).
+	KubernetesVersion string
 	// Extra are raw top-level lines after kubernetesVersion.
 	Extra string
 	Nodes []InventoryNode
@@ -116,7 +119,11 @@ func (l *Lab) InventoryYAML(spec InventorySpec) string {
 		kh = l.KnownHostsFile
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "name: %s\nkubernetesVersion: %s\n%sssh:\n  user: %s\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", spec.Name, KubernetesVersion, spec.Extra, user, key, kh)
+	v := spec.KubernetesVersion
+	if v == "" {
+		v = KubernetesVersion
+	}
+	fmt.Fprintf(&b, "name: %s\nkubernetesVersion: %s\n%sssh:\n  user: %s\n  keyFile: %s\n  knownHostsFile: %s\nnodes:\n", spec.Name, v, spec.Extra, user, key, kh)
 	for _, n := range spec.Nodes {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n", n.Name, n.Address)
 		if n.InternalAddress != "" {

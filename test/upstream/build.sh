@@ -3,6 +3,13 @@
 # by version and installs them into an output directory.
 #
 #   test/upstream/build.sh [OUT]        # OUT defaults to <repo>/.lab/artifacts
+#   UPSTREAM_SET=previous test/upstream/build.sh .lab/artifacts-previous
+#
+# Two sets: current (kubernetes/ and etcd/: the lab's version) and previous
+# (kubernetes-previous/ and etcd-previous/: the minor before it, which upgrade
+# tests start from; its etcd set is the server alone, the version kubeadm names,
+# whose etcdctl and etcdutl the module proxy does not serve). OUT/VERSION holds
+# the Kubernetes version.
 #
 # The binaries are built in a temp dir, each one is asked for its version, and
 # the directory is then renamed to
@@ -17,6 +24,7 @@
 #   GO                    go command (default: go on PATH, else /usr/local/go/bin/go)
 #   K8S_GIT_COMMIT, ETCD_GIT_SHA   optional commit stamps (left unset by default)
 #   SOURCE_DATE_EPOCH     buildDate stamp (default: the kubernetes tag's time)
+#   UPSTREAM_SET          current (default) or previous
 #
 # Versions come from kubernetes/go.mod and etcd/go.mod (see README.md to bump).
 # shellcheck disable=SC2317 # functions run through step()
@@ -59,21 +67,22 @@ install_from() { # install_from SRC_BIN_DIR: into OUT/bin, by hard link or copy
 		# rename, so that a running copy of the old binary is never written to
 		mv -f "$OUT/bin/.$b.new" "$OUT/bin/$b"
 	done
-	log "installed ${WANTED[*]} into $OUT/bin"
+	echo "$K8S_VERSION" >"$OUT/VERSION.new" && mv -f "$OUT/VERSION.new" "$OUT/VERSION"
+	log "installed ${WANTED[*]} into $OUT/bin ($K8S_VERSION in $OUT/VERSION)"
 }
 
 download() {
-	if ((${#K8S_PKGS[@]})); then (cd "$HERE/kubernetes" && "$GO" mod download); fi
-	if ((${#ETCD_PKGS[@]})); then (cd "$HERE/etcd" && "$GO" mod download); fi
+	if ((${#K8S_PKGS[@]})); then (cd "$K8S_MOD" && "$GO" mod download); fi
+	if ((${#ETCD_PKGS[@]})); then (cd "$ETCD_MOD" && "$GO" mod download); fi
 }
 # One `go build` per module: the packages shared by the binaries are compiled
 # once and the compiles and links of different binaries overlap on both cores.
 build_k8s() {
-	(cd "$HERE/kubernetes" && "$GO" build -mod=readonly -trimpath -tags "$K8S_TAGS" \
+	(cd "$K8S_MOD" && "$GO" build -mod=readonly -trimpath -tags "$K8S_TAGS" \
 		-ldflags "$K8S_LDFLAGS" -o "$TMP/bin/" "${K8S_PKGS[@]}")
 }
 build_etcd() {
-	(cd "$HERE/etcd" && "$GO" build -mod=readonly -trimpath -ldflags "$ETCD_LDFLAGS" \
+	(cd "$ETCD_MOD" && "$GO" build -mod=readonly -trimpath -ldflags "$ETCD_LDFLAGS" \
 		-o "$TMP/bin/" "${ETCD_PKGS[@]}")
 	# go names a binary after the element before a /vN suffix: server/v3 -> server
 	if [[ -e $TMP/bin/server ]]; then mv "$TMP/bin/server" "$TMP/bin/etcd"; fi
@@ -153,17 +162,23 @@ main() {
 	HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 	REPO=$(cd "$HERE/../.." && pwd)
 
+	SET=${UPSTREAM_SET:-current}
+	case $SET in
+	current) K8S_MOD=$HERE/kubernetes ETCD_MOD=$HERE/etcd ;;
+	previous) K8S_MOD=$HERE/kubernetes-previous ETCD_MOD=$HERE/etcd-previous ;;
+	*) die "UPSTREAM_SET must be current or previous, not '$SET'" ;;
+	esac
 	# --- versions: the go.mod files are the single source of truth ---
-	K8S_VERSION=$(grep -oE '^[[:space:]]*(require[[:space:]]+)?k8s\.io/kubernetes v[0-9][^[:space:]]*' "$HERE/kubernetes/go.mod" | awk '{print $NF}' | head -n1)
-	ETCD_VERSION=$(grep -oE '^[[:space:]]*(require[[:space:]]+)?go\.etcd\.io/etcd/server/v3 v[0-9][^[:space:]]*' "$HERE/etcd/go.mod" | awk '{print $NF}' | head -n1)
+	K8S_VERSION=$(grep -oE '^[[:space:]]*(require[[:space:]]+)?k8s\.io/kubernetes v[0-9][^[:space:]]*' "$K8S_MOD/go.mod" | awk '{print $NF}' | head -n1)
+	ETCD_VERSION=$(grep -oE '^[[:space:]]*(require[[:space:]]+)?go\.etcd\.io/etcd/server/v3 v[0-9][^[:space:]]*' "$ETCD_MOD/go.mod" | awk '{print $NF}' | head -n1)
 	[[ $K8S_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "cannot read the k8s.io/kubernetes version from kubernetes/go.mod (got '$K8S_VERSION')"
 	K8S_MINOR=${BASH_REMATCH[1]}
 	STAGING_VERSION="v0.${K8S_MINOR}.${BASH_REMATCH[2]}"
 	[[ $ETCD_VERSION =~ ^v3\.[0-9]+\.[0-9]+$ ]] || die "cannot read the etcd version from etcd/go.mod (got '$ETCD_VERSION')"
 	local bad
 	# every staging replace must follow the kubernetes version (v1.X.Y <-> v0.X.Y)
-	if bad=$(grep -E '^[[:space:]]*k8s\.io/[a-z0-9-]+ => k8s\.io/' "$HERE/kubernetes/go.mod" | grep -v " $STAGING_VERSION\$"); then
-		die "kubernetes/go.mod: staging replaces not at $STAGING_VERSION:"$'\n'"$bad"
+	if bad=$(grep -E '^[[:space:]]*k8s\.io/[a-z0-9-]+ => k8s\.io/' "$K8S_MOD/go.mod" | grep -v " $STAGING_VERSION\$"); then
+		die "$K8S_MOD/go.mod: staging replaces not at $STAGING_VERSION:"$'\n'"$bad"
 	fi
 
 	KEY="k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}"
@@ -175,6 +190,7 @@ main() {
 
 	K8S_BINS=(kubeadm kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
 	ETCD_BINS=(etcd etcdctl etcdutl)
+	if [[ $SET == previous ]]; then ETCD_BINS=(etcd); fi
 	ALL_BINS=("${K8S_BINS[@]}" "${ETCD_BINS[@]}")
 	declare -gA WANT=()
 	local b
@@ -236,7 +252,7 @@ main() {
 	if [[ -n ${SOURCE_DATE_EPOCH:-} ]]; then
 		BUILD_DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 	else
-		BUILD_DATE=$(cd "$HERE/kubernetes" && "$GO" list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes 2>/dev/null) || true
+		BUILD_DATE=$(cd "$K8S_MOD" && "$GO" list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes 2>/dev/null) || true
 		[[ -n $BUILD_DATE ]] || BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 	fi
 	# as upstream's hack/lib/version.sh: both version packages get the stamp

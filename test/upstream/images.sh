@@ -3,6 +3,9 @@
 # two binaries only images need (coredns, pause); caches them by version; installs them into OUT.
 #
 #   test/upstream/images.sh [OUT]      # OUT defaults to <repo>/.lab/artifacts; run build.sh first
+#   UPSTREAM_SET=previous test/upstream/images.sh .lab/artifacts-previous
+#     the previous minor's images (build.sh's previous set): coredns from coredns-previous/go.mod,
+#     the etcd image with etcd alone; agnhost and kube-router are the current set's
 #
 # Needs OUT/bin from build.sh (kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler,
 # kube-proxy, etcd, etcdctl, etcdutl) and the host's iptables (kube-proxy's image carries it).
@@ -20,7 +23,7 @@
 #   agnhost-<k8s>-<hash>/bin/agnhost                      keyed by the kubernetes module's go.sum
 #   kube-router-<v>-<hash>/bin/kube-router                keyed by the network module's go.mod/go.sum
 #   images-<k8s>-etcd-<etcd>-coredns-<v>-<hash>/          keyed by versions, tools, input binaries
-# Environment: KBOOTSTRAP_LAB_CACHE, FORCE=1 (rebuild), GO.
+# Environment: KBOOTSTRAP_LAB_CACHE, FORCE=1 (rebuild), GO, UPSTREAM_SET (current or previous).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,7 +56,14 @@ if [[ -z ${GO:-} ]]; then
 fi
 export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0
 
+SET=${UPSTREAM_SET:-current}
 INPUTS=(kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd etcdctl etcdutl)
+COREDNS_MOD=$MOD
+case $SET in
+current) ;;
+previous) INPUTS=(kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd) COREDNS_MOD=$HERE/coredns-previous ;;
+*) die "UPSTREAM_SET must be current or previous, not '$SET'" ;;
+esac
 for b in "${INPUTS[@]}"; do
 	[[ -x $OUT/bin/$b ]] || die "$OUT/bin/$b is missing: run test/upstream/build.sh $OUT first"
 done
@@ -63,14 +73,17 @@ command -v ldd >/dev/null || die "ldd is missing (apt-get install libc-bin)"
 K8S_VERSION=$("$OUT/bin/kubeadm" version -o short)
 mapfile -t REFS < <("$OUT/bin/kubeadm" config images list --kubernetes-version "$K8S_VERSION")
 ((${#REFS[@]} >= 7)) || die "kubeadm config images list printed ${#REFS[@]} images: ${REFS[*]}"
-COREDNS_VERSION=$(awk '$1 == "github.com/coredns/coredns" { print $2 }' "$MOD/go.mod" | head -n1)
+COREDNS_VERSION=$(cd "$COREDNS_MOD" && "$GO" list -m -f '{{.Version}}' github.com/coredns/coredns)
+[[ $COREDNS_VERSION == v1.* ]] || die "$COREDNS_MOD/go.mod requires no coredns v1"
 ETCD_VERSION=$("$OUT/bin/etcd" --version | awk '/etcd Version/ { print $3 }')
-# agnhost comes from the kubernetes module build.sh builds from, at the version kubeadm reports.
+# agnhost comes from the current set's kubernetes module (verify's workload names one agnhost
+# whatever the cluster's version), at the version kubeadm reports in the current set.
 K8S_MOD=$HERE/kubernetes
-[[ $(cd "$K8S_MOD" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes) == "$K8S_VERSION" ]] || die "$K8S_MOD/go.mod is not kubernetes $K8S_VERSION"
+AGNHOST_K8S=$(cd "$K8S_MOD" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)
+[[ $SET != current || $AGNHOST_K8S == "$K8S_VERSION" ]] || die "$K8S_MOD/go.mod is not kubernetes $K8S_VERSION"
 # go mod download: the module's directory, fetched first on a machine that lacks it.
-K8S_DIR=$(cd "$K8S_MOD" && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[[ -n $K8S_DIR && -d $K8S_DIR ]] || die "go mod download k8s.io/kubernetes@$K8S_VERSION in $K8S_MOD gave no directory"
+K8S_DIR=$(cd "$K8S_MOD" && "$GO" mod download -json "k8s.io/kubernetes@$AGNHOST_K8S" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[[ -n $K8S_DIR && -d $K8S_DIR ]] || die "go mod download k8s.io/kubernetes@$AGNHOST_K8S in $K8S_MOD gave no directory"
 AGNHOST_VERSION=$(<"$K8S_DIR/test/images/agnhost/VERSION")
 [[ $AGNHOST_VERSION =~ ^[0-9]+\.[0-9]+$ ]] || die "$K8S_DIR/test/images/agnhost/VERSION: unexpected version $AGNHOST_VERSION"
 REFS+=("registry.k8s.io/e2e-test-images/agnhost:$AGNHOST_VERSION")
@@ -87,9 +100,13 @@ for r in "${REFS[@]}"; do
 done
 
 TOOLS_HASH=$(cd "$HERE" && cat images/go.mod images/go.sum $(find images/cmd -name '*.go' | sort) | sha256sum | cut -c1-12)
-SRC_HASH=$( (echo "$TOOLS_HASH"; cat "$HERE/images.sh") | sha256sum | cut -c1-12)
 TOOLS=$ART/images-tools-$TOOLS_HASH
-AGNHOST=$ART/agnhost-$K8S_VERSION-$(cat "$K8S_MOD/go.mod" "$K8S_MOD/go.sum" | sha256sum | cut -c1-12)
+if [[ $SET == previous ]]; then
+	TOOLS_HASH=$( (echo "$TOOLS_HASH"; cat "$COREDNS_MOD/go.mod" "$COREDNS_MOD/go.sum") | sha256sum | cut -c1-12)
+	TOOLS=$ART/images-tools-previous-$TOOLS_HASH
+fi
+SRC_HASH=$( (echo "$TOOLS_HASH"; cat "$HERE/images.sh") | sha256sum | cut -c1-12)
+AGNHOST=$ART/agnhost-$AGNHOST_K8S-$(cat "$K8S_MOD/go.mod" "$K8S_MOD/go.sum" | sha256sum | cut -c1-12)
 KUBE_ROUTER=$ART/kube-router-$KUBE_ROUTER_VERSION-$(cat "$NET_MOD/go.mod" "$NET_MOD/go.sum" | sha256sum | cut -c1-12)
 IN_HASH=$( (cd "$OUT/bin" && stat -L -c "%n %s %Y" "${INPUTS[@]}"; echo "$AGNHOST $KUBE_ROUTER"; dpkg-query -W ipset iproute2 2>/dev/null; dpkg-query -W iptables 2>/dev/null; printf '%s\n' "${REFS[@]}") | sha256sum | cut -c1-12)
 KEY=images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-$IN_HASH-$SRC_HASH
@@ -106,8 +123,13 @@ build_tools() {
 	tmp=$(mktemp -d "$ART/.images-tools.tmp.XXXXXX")
 	chmod 0755 "$tmp"
 	mkdir -p "$tmp/bin"
-	(cd "$MOD" && "$GO" mod download && "$GO" build -mod=readonly -trimpath -ldflags '-s -w' -o "$tmp/bin/" ./cmd/coredns ./cmd/pause ./cmd/mkimages) ||
-		{ rm -rf "$tmp"; die "go build of coredns, pause, mkimages failed"; }
+	(cd "$MOD" && "$GO" mod download && "$GO" build -mod=readonly -trimpath -ldflags '-s -w' -o "$tmp/bin/" ./cmd/pause ./cmd/mkimages) ||
+		{ rm -rf "$tmp"; die "go build of pause, mkimages failed"; }
+	if [[ $COREDNS_MOD == "$MOD" ]]; then
+		(cd "$MOD" && "$GO" build -mod=readonly -trimpath -ldflags '-s -w' -o "$tmp/bin/" ./cmd/coredns)
+	else
+		(cd "$COREDNS_MOD" && "$GO" mod download && "$GO" build -mod=readonly -trimpath -ldflags '-s -w' -o "$tmp/bin/coredns" .)
+	fi || { rm -rf "$tmp"; die "go build of coredns $COREDNS_VERSION failed"; }
 	# Not `coredns -version | grep -q`: under pipefail, grep exits at the first
 	# line and coredns, writing its version in two writes, dies of SIGPIPE.
 	local v
@@ -197,7 +219,10 @@ else
 fi
 step "install" install_out
 # Older builds of this cache go (another version's stay: they are named by it).
-for d in "$ART"/images-tools-* "$ART/agnhost-$K8S_VERSION-"* "$ART/kube-router-$KUBE_ROUTER_VERSION-"* "$ART/images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-"*; do
+tools_glob="$ART/images-tools-[0-9a-f]*"
+[[ $SET == current ]] || tools_glob="$ART/images-tools-previous-*"
+# shellcheck disable=SC2086 # the glob
+for d in $tools_glob "$ART/agnhost-$AGNHOST_K8S-"* "$ART/kube-router-$KUBE_ROUTER_VERSION-"* "$ART/images-$K8S_VERSION-etcd-v$ETCD_VERSION-coredns-$COREDNS_VERSION-"*; do
 	[[ -d $d && $d != "$TOOLS" && $d != "$AGNHOST" && $d != "$KUBE_ROUTER" && $d != "$CACHE_DIR" ]] && rm -rf "$d"
 done
 log "total $(elapsed "$T_START")s"

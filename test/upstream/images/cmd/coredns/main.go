@@ -1,4 +1,4 @@
-// Command coredns is CoreDNS v1.12.1 (coremain.Run) with the plugins a kubeadm cluster's Corefile
+// Command coredns is CoreDNS (coremain.Run; the version of the go.mod it is built with) with the plugins a kubeadm cluster's Corefile
 // uses, and a few more for debugging. Importing github.com/coredns/coredns/core/plugin would
 // compile every plugin with its cloud SDKs for nothing: the server orders plugins by
 // dnsserver.Directives whatever subset is linked in.

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -42,7 +43,11 @@ const pathEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 // spec says what goes into the image of a repository (by its last path element).
 type spec struct {
-	bins       map[string]string // binary name in -bin -> path in the image
+	bins map[string]string // binary name in -bin -> path in the image
+	// optional are binaries put in the image when -bin holds them: etcd's
+	// image of the lab's previous minor has no etcdctl and etcdutl (their
+	// version is not served by the module proxy).
+	optional   map[string]string
 	entrypoint []string
 	iptables   bool
 	// hostBins are the host's binaries copied at the same path, each with
@@ -57,8 +62,8 @@ var specs = map[string]spec{
 	"kube-controller-manager": {bins: map[string]string{"kube-controller-manager": "/usr/local/bin/kube-controller-manager"}},
 	"kube-scheduler":          {bins: map[string]string{"kube-scheduler": "/usr/local/bin/kube-scheduler"}},
 	"kube-proxy":              {bins: map[string]string{"kube-proxy": "/usr/local/bin/kube-proxy"}, iptables: true},
-	"etcd": {bins: map[string]string{"etcd": "/usr/local/bin/etcd", "etcdctl": "/usr/local/bin/etcdctl",
-		"etcdutl": "/usr/local/bin/etcdutl"}},
+	"etcd": {bins: map[string]string{"etcd": "/usr/local/bin/etcd"},
+		optional: map[string]string{"etcdctl": "/usr/local/bin/etcdctl", "etcdutl": "/usr/local/bin/etcdutl"}},
 	"coredns": {bins: map[string]string{"coredns": "/coredns"}, entrypoint: []string{"/coredns"}},
 	"pause":   {bins: map[string]string{"pause": "/pause"}, entrypoint: []string{"/pause"}},
 	// agnhost as Kubernetes' e2e image (test/images/agnhost/Dockerfile): /agnhost, entrypoint /agnhost.
@@ -125,13 +130,19 @@ func build(ref, binDir, outDir, iptRoot string) (string, error) {
 	lw.dir("/etc", 0o755)
 	lw.file("/etc/passwd", []byte("root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"), 0o644)
 	lw.file("/etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
-	names := make([]string, 0, len(sp.bins))
-	for b := range sp.bins {
+	bins := maps.Clone(sp.bins)
+	for b, p := range sp.optional {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err == nil {
+			bins[b] = p
+		}
+	}
+	names := make([]string, 0, len(bins))
+	for b := range bins {
 		names = append(names, b)
 	}
 	sort.Strings(names)
 	for _, b := range names {
-		if err := lw.hostFile(filepath.Join(binDir, b), sp.bins[b], 0o755); err != nil {
+		if err := lw.hostFile(filepath.Join(binDir, b), bins[b], 0o755); err != nil {
 			return "", err
 		}
 	}

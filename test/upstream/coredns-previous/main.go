@@ -1,0 +1,1 @@
+../images/cmd/coredns/main.go
