@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/kbootstrap/kbootstrap/apidrain"
 	"github.com/kbootstrap/kbootstrap/kubeadm"
@@ -31,48 +30,26 @@ func (o Options) restartAll(ctx context.Context, t *target, want []string) (err 
 	if len(cs) == 0 {
 		return nil
 	}
+	restart := func() error {
+		for _, c := range cs {
+			st := o.Status.Start(t.name + ": restarting " + c)
+			err := o.restart(ctx, t, c)
+			st.End(err)
+			if err != nil {
+				return fmt.Errorf("restarting %s: %w", c, err)
+			}
+		}
+		st := o.Status.Start(t.name + ": " + strings.Join(all, ", ") + " healthy")
+		err := o.healthAll(ctx, t, healthOrder(all), slices.Contains(cs, "kube-apiserver"))
+		st.End(err)
+		return err
+	}
 	// Restarting etcd fails the node's API server's requests for a moment
 	// (it reaches only its own member): drained then too.
 	if slices.Contains(cs, "kube-apiserver") || slices.Contains(cs, "etcd") {
-		d, why := apidrain.For(ctx, apidrain.Options{Inventory: o.Inventory, Connector: o.Connector, Node: t.n, Name: t.name, DrainWait: o.DrainWait})
-		if why != nil && !errors.Is(why, apidrain.ErrNoLoadBalancer) {
-			o.Status.Printf("%s: not draining through the load balancer: %v", t.name, why)
-		}
-		st := o.Status.Start(t.name + ": draining the API server (" + d.Method() + ")")
-		err = d.Drain(ctx)
-		st.End(err)
-		if errors.Is(err, apidrain.ErrNoFirewall) {
-			o.Status.Printf("%s: %v: its clients may see the restart", t.name, err)
-			err = nil
-		} else {
-			// Undrained on every way out, interrupted or not.
-			defer func() {
-				cctx, cancel := cleanupContext(ctx, time.Minute)
-				defer cancel()
-				st := o.Status.Start(t.name + ": undraining the API server")
-				uerr := d.Undrain(cctx)
-				st.End(uerr)
-				if err == nil {
-					err = uerr
-				}
-			}()
-		}
-		if err != nil {
-			return err
-		}
+		return apidrain.During(ctx, o.Status, apidrain.Options{Inventory: o.Inventory, Connector: o.Connector, Node: t.n, Name: t.name, DrainWait: o.DrainWait}, restart)
 	}
-	for _, c := range cs {
-		st := o.Status.Start(t.name + ": restarting " + c)
-		err := o.restart(ctx, t, c)
-		st.End(err)
-		if err != nil {
-			return fmt.Errorf("restarting %s: %w", c, err)
-		}
-	}
-	st := o.Status.Start(t.name + ": " + strings.Join(all, ", ") + " healthy")
-	err = o.healthAll(ctx, t, healthOrder(all), slices.Contains(cs, "kube-apiserver"))
-	st.End(err)
-	return err
+	return restart()
 }
 
 // present are the components whose static pod manifest is on the node, in
