@@ -23,6 +23,8 @@ const (
 	Etcd              = "etcd"
 	ControllerManager = "kube-controller-manager"
 	Scheduler         = "kube-scheduler"
+	// Kubelet is no static pod; its health endpoint is in HealthURL.
+	Kubelet = "kubelet"
 )
 
 // RunningContainers returns the IDs of the running containers of static pod
@@ -114,6 +116,7 @@ var HealthURL = map[string]string{
 	Etcd:              "http://127.0.0.1:2381/health",
 	ControllerManager: "https://127.0.0.1:10257/healthz",
 	Scheduler:         "https://127.0.0.1:10259/healthz",
+	Kubelet:           "http://127.0.0.1:10248/healthz",
 }
 
 // Healthy asks component c's health endpoint through the node (for etcd:

@@ -20,6 +20,7 @@ import (
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/inventorycmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/playbook"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/restorecmd"
+	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/upgradecmd"
 	"github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/verifycmd"
 	versioncmd "github.com/kbootstrap/kbootstrap/cmd/kbootstrap/internal/commands/version"
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -118,6 +119,7 @@ API server has it, and ansible-free playbooks.`,
 		verifycmd.NewCommand(g),
 		backupcmd.NewCommand(g),
 		restorecmd.NewCommand(g),
+		upgradecmd.NewCommand(g),
 	)
 	addCapabilities(root, g)
 	return root

@@ -1,0 +1,98 @@
+package upgrade
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	playbooks "github.com/kbootstrap/kbootstrap/ansible-free-playbooks"
+	"github.com/kbootstrap/kbootstrap/inventory"
+	"github.com/kbootstrap/kbootstrap/node"
+)
+
+//go:embed stage.yaml
+var stagePlaybook []byte
+
+// stageDir holds the staged binaries of version v on a node.
+func stageDir(v string) string { return NodeDir + "/" + v }
+
+// stage uploads the target's kubeadm, kubelet and kubectl into stageDir and
+// imports the images on every node to upgrade (the playbook engine: only
+// what differs is sent), then checks that each staged binary answers the
+// target version on its node.
+func (r *run) stage(ctx context.Context, todo []*target) error {
+	pb, err := playbooks.Parse("upgrade/stage.yaml", stagePlaybook, nil)
+	if err != nil {
+		return err
+	}
+	bin, err := filepath.Abs(r.o.Binaries)
+	if err != nil {
+		return err
+	}
+	vars := map[string]string{"binaries": bin, "stage": stageDir(r.res.To)}
+	if r.o.Images != "" {
+		if vars["images"], err = filepath.Abs(r.o.Images); err != nil {
+			return err
+		}
+	}
+	var nodes []inventory.Node
+	for _, t := range todo {
+		nodes = append(nodes, t.in)
+	}
+	if err := r.o.Status.Do(fmt.Sprintf("stage kubeadm, kubelet, kubectl %s on %d nodes", r.res.To, len(nodes)), func() error {
+		_, err := playbooks.Run(ctx, pb, playbooks.Options{Inventory: r.o.Inventory, Nodes: nodes, Connector: r.o.Connector, ExtraVars: vars})
+		return err
+	}); err != nil {
+		return err
+	}
+	_, err = node.Parallel(ctx, nodes, len(nodes), func(ctx context.Context, in inventory.Node) (struct{}, error) {
+		for _, t := range todo {
+			if t.in.Name == in.Name {
+				return struct{}{}, r.checkStaged(ctx, t)
+			}
+		}
+		return struct{}{}, nil
+	})
+	return err
+}
+
+// versionCmd prints the version of binary b in dir, as each reports it.
+func versionCmd(dir, b string) string {
+	p := node.ShellQuote(dir + "/" + b)
+	switch b {
+	case "kubeadm":
+		return p + " version -o short"
+	case "kubectl":
+		return p + " version --client | awk '/Client Version/ {print $3}'"
+	default:
+		return p + " --version | awk '{print $2}'"
+	}
+}
+
+func (r *run) checkStaged(ctx context.Context, t *target) error {
+	for _, b := range []string{"kubeadm", "kubelet", "kubectl"} {
+		res, err := t.n.Run(ctx, versionCmd(stageDir(r.res.To), b))
+		if err != nil {
+			return fmt.Errorf("node %s: %s/%s: %w", t.in.Name, r.o.Binaries, b, err)
+		}
+		if got := strings.TrimSpace(string(res.Stdout)); got != r.res.To {
+			return fmt.Errorf("node %s: %s/%s is %q, not %s", t.in.Name, r.o.Binaries, b, got, r.res.To)
+		}
+	}
+	return nil
+}
+
+// kubeadmPlan asks the staged kubeadm on the first control plane to upgrade
+// for: `kubeadm upgrade plan` checks the cluster and the version skew its
+// own way.
+func (r *run) kubeadmPlan(ctx context.Context, t *target) error {
+	return r.o.Status.Do(t.in.Name+": kubeadm upgrade plan "+r.res.To, func() error {
+		_, err := t.n.Run(ctx, node.ShellQuote(stageDir(r.res.To)+"/kubeadm")+" upgrade plan "+node.ShellQuote(r.res.To))
+		if err != nil {
+			return fmt.Errorf("node %s: kubeadm upgrade plan %s: %w", t.in.Name, r.res.To, err)
+		}
+		return nil
+	})
+}
