@@ -271,7 +271,9 @@ func kbRunProc(t *testing.T, env []string, onLine func(string, *os.Process), arg
 	if !hasInv && len(args) > 0 && args[0] != "version" {
 		args = append([]string{"-i", sharedLab(t).InventoryFile}, args...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// A bound for a run that hangs; an upgrade interrupted during its
+	// second control plane (finishing it first) runs 10 minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kbBinary, args...)
 	cmd.Env = append(os.Environ(), env...)

@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// upgradeJSON is the part of `upgrade -o json` the benchmark reads.
+type upgradeJSON struct {
+	Seconds float64 `json:"seconds"`
+	Nodes   []struct {
+		Node           string  `json:"node"`
+		Action         string  `json:"action"`
+		KubeadmSeconds float64 `json:"kubeadmSeconds"`
+		Seconds        float64 `json:"seconds"`
+		Steps          []struct {
+			Name    string  `json:"name"`
+			Seconds float64 `json:"seconds"`
+		} `json:"steps"`
+	} `json:"nodes"`
+}
+
+// TestUpgradeBench (bench/upgrade/run.sh): one `kbootstrap upgrade` of 3
+// control planes and 2 workers behind lb1 from the previous minor, its wall
+// time against the time spent inside kubeadm upgrade apply|node and the
+// kubelet restarts, and the required waits (drains, Nodes Ready), from its
+// own JSON report; the time per node.
+func TestUpgradeBench(t *testing.T) {
+	if os.Getenv("KBOOTSTRAP_BENCH") == "" {
+		t.Skip("benchmark: set KBOOTSTRAP_BENCH=1 or run bench/upgrade/run.sh")
+	}
+	if artifactsBin() == "" {
+		t.Skip("the upstream artifacts are missing: make lab-artifacts")
+	}
+	prevBin, prevImages, prev := previousArtifacts()
+	if prev == "" {
+		t.Skip("the previous minor's artifacts are missing: make lab-artifacts-previous")
+	}
+	uc := upgradeCluster(t, prevBin, prevImages, prev)
+	bin := artifactsBin()
+	images := filepath.Join(filepath.Dir(bin), "images")
+	start := time.Now()
+	r := kbRun(t, nil, "-i", uc.inv, "-o", "json", "upgrade", "--binaries", bin, "--images", images, "--yes", "--work-dir", filepath.Join(uc.dir, "work"))
+	wall := time.Since(start).Seconds()
+	if r.code != 0 {
+		t.Fatalf("upgrade: exit %d", r.code)
+	}
+	var res upgradeJSON
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("upgrade -o json: %v\n%s", err, r.stdout)
+	}
+	var kubeadm, kubelet, waits float64
+	var b strings.Builder
+	fmt.Fprintf(&b, "upgrade %s -> v1.34.4 of 3 control planes + 2 workers behind lb1 (lab)\n", prev)
+	for _, n := range res.Nodes {
+		kubeadm += n.KubeadmSeconds
+		var steps []string
+		for _, s := range n.Steps {
+			steps = append(steps, fmt.Sprintf("%s %.1fs", s.Name, s.Seconds))
+			switch s.Name {
+			case "kubelet":
+				kubelet += s.Seconds
+			case "drain", "ready":
+				waits += s.Seconds
+			}
+		}
+		fmt.Fprintf(&b, "  %-8s %-6s %6.1fs (kubeadm %.1fs; %s)\n", n.Node, n.Action, n.Seconds, n.KubeadmSeconds, strings.Join(steps, ", "))
+	}
+	inside := kubeadm + kubelet
+	fmt.Fprintf(&b, "wall (process) %.1fs, the run's own %.1fs\n", wall, res.Seconds)
+	fmt.Fprintf(&b, "inside kubeadm %.1fs + kubelet restarts %.1fs = %.1fs; required waits (drains, Nodes Ready) %.1fs\n", kubeadm, kubelet, inside, waits)
+	fmt.Fprintf(&b, "ratio wall / (kubeadm + kubelet) = %.2f; overhead beyond kubeadm, kubelet and the waits = %.1fs (%.1f%% of the wall time)\n",
+		wall/inside, wall-inside-waits, 100*(wall-inside-waits)/wall)
+	t.Log("\n" + b.String())
+	if out := os.Getenv("KBOOTSTRAP_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
