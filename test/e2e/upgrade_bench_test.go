@@ -34,13 +34,7 @@ func TestUpgradeBench(t *testing.T) {
 	if os.Getenv("KBOOTSTRAP_BENCH") == "" {
 		t.Skip("benchmark: set KBOOTSTRAP_BENCH=1 or run bench/upgrade/run.sh")
 	}
-	if artifactsBin() == "" {
-		t.Skip("the upstream artifacts are missing: make lab-artifacts")
-	}
-	prevBin, prevImages, prev := previousArtifacts()
-	if prev == "" {
-		t.Skip("the previous minor's artifacts are missing: make lab-artifacts-previous")
-	}
+	prevBin, prevImages, prev := upgradeArtifacts(t)
 	uc := upgradeCluster(t, prevBin, prevImages, prev)
 	bin := artifactsBin()
 	images := filepath.Join(filepath.Dir(bin), "images")

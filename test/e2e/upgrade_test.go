@@ -44,6 +44,20 @@ func previousArtifacts() (bin, images, version string) {
 	return filepath.Join(dir, "bin"), filepath.Join(dir, "images"), strings.TrimSpace(string(v))
 }
 
+// upgradeArtifacts returns the previous minor's artifacts (previousArtifacts)
+// and skips the test when either minor's are missing.
+func upgradeArtifacts(t *testing.T) (bin, images, version string) {
+	t.Helper()
+	if artifactsBin() == "" {
+		t.Skip("the upstream artifacts are missing: make lab-artifacts")
+	}
+	bin, images, version = previousArtifacts()
+	if version == "" {
+		t.Skip("the previous minor's artifacts are missing: make lab-artifacts-previous")
+	}
+	return bin, images, version
+}
+
 // guarded is a Deployment of 2 pods on the workers (the control planes are
 // tainted) with a PodDisruptionBudget that keeps one of them.
 const guarded = `apiVersion: apps/v1
@@ -96,13 +110,7 @@ func TestUpgrade(t *testing.T) {
 	if os.Getenv("KBOOTSTRAP_UPGRADE") == "" {
 		t.Skip("about 19 minutes, outside make test (.ci/run's 90-minute budget): set KBOOTSTRAP_UPGRADE=1 or run make test-upgrade")
 	}
-	if artifactsBin() == "" {
-		t.Skip("the upstream artifacts are missing: make lab-artifacts")
-	}
-	prevBin, prevImages, prev := previousArtifacts()
-	if prev == "" {
-		t.Skip("the previous minor's artifacts are missing: make lab-artifacts-previous")
-	}
+	prevBin, prevImages, prev := upgradeArtifacts(t)
 	start := time.Now()
 	uc := upgradeCluster(t, prevBin, prevImages, prev)
 	l, dir, inv, kubeconfig, cs, pause := uc.l, uc.dir, uc.inv, uc.kubeconfig, uc.cs, uc.pause
