@@ -98,7 +98,8 @@ spec:
 // finished, the third untouched; a run of the control planes completes
 // them. A kubelet that cannot start (a broken binary in --binaries) on
 // worker1 is put back: worker1 Ready at its old version, uncordoned, worker2
-// untouched. Then the whole run finishes, and another changes nothing.
+// untouched. Then the whole run finishes, verify passes, and another run
+// changes nothing.
 // Afterwards every component runs what the new kubeadm names.
 //
 // It takes about 19 minutes (kubeadm alone spends about 3 per control
@@ -276,6 +277,11 @@ func TestUpgrade(t *testing.T) {
 	}
 	if minReady.Load() < 1 {
 		t.Errorf("the guarded Deployment had %d ready pods at some point, want at least 1 (PodDisruptionBudget minAvailable 1)", minReady.Load())
+	}
+	// The cluster works: every check of verify (init ran its fast part
+	// at the previous minor).
+	if _, vr := kbVerify(t, inv); vr.code != 0 {
+		t.Errorf("verify after the upgrade: exit %d", vr.code)
 	}
 	r = kbRun(t, nil, "-i", inv, "upgrade", "--binaries", bin, "--yes", "--work-dir", work)
 	if r.code != 0 || !strings.Contains(r.stdout, "nothing changed") {
