@@ -98,8 +98,8 @@ spec:
 // finished, the third untouched; a run of the control planes completes
 // them. A kubelet that cannot start (a broken binary in --binaries) on
 // worker1 is put back: worker1 Ready at its old version, uncordoned, worker2
-// untouched. Then the whole run finishes, verify passes, and another run
-// changes nothing.
+// untouched. Then the whole run finishes and another changes nothing.
+// verify passes before and after.
 // Afterwards every component runs what the new kubeadm names.
 //
 // It takes about 19 minutes (kubeadm alone spends about 3 per control
@@ -129,6 +129,10 @@ func TestUpgrade(t *testing.T) {
 		return nil
 	})
 
+	// The cluster works before the upgrade: every check of verify.
+	if _, vr := kbVerify(t, inv); vr.code != 0 {
+		t.Fatalf("verify at %s: exit %d", prev, vr.code)
+	}
 	bin := artifactsBin()
 	images := filepath.Join(filepath.Dir(bin), "images")
 	work := filepath.Join(dir, "upgr.upgrade")
@@ -278,8 +282,7 @@ func TestUpgrade(t *testing.T) {
 	if minReady.Load() < 1 {
 		t.Errorf("the guarded Deployment had %d ready pods at some point, want at least 1 (PodDisruptionBudget minAvailable 1)", minReady.Load())
 	}
-	// The cluster works: every check of verify (init ran its fast part
-	// at the previous minor).
+	// The cluster works after it too.
 	if _, vr := kbVerify(t, inv); vr.code != 0 {
 		t.Errorf("verify after the upgrade: exit %d", vr.code)
 	}
