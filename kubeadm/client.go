@@ -6,11 +6,23 @@ import (
 	"net"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kbootstrap/kbootstrap/node"
 )
+
+// NodeReady reports whether n's Ready condition is True.
+func NodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
 
 // AdminClient is a client of the API server at server (https://host:port, as
 // seen from n: usually n's own API server) with admin.conf's credentials. The

@@ -37,7 +37,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kbootstrap/kbootstrap/backup"
@@ -632,7 +631,7 @@ func (r *run) gate(ctx context.Context) error {
 			seen := map[string]bool{}
 			for _, n := range nl.Items {
 				seen[n.Name] = true
-				if want[n.Name] && !ready(n) {
+				if want[n.Name] && !kubeadm.NodeReady(&n) {
 					errs = append(errs, fmt.Errorf("Node %s not Ready", n.Name))
 				}
 			}
@@ -644,15 +643,6 @@ func (r *run) gate(ctx context.Context) error {
 			return errors.Join(errs...)
 		})
 	})
-}
-
-func ready(n corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func (r *run) cleanup(ctx context.Context) error {

@@ -4,19 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/kubectl/pkg/util/podutils"
 
 	"github.com/kbootstrap/kbootstrap/apidrain"
 	"github.com/kbootstrap/kbootstrap/etcd"
 	"github.com/kbootstrap/kbootstrap/internal/poll"
-	"github.com/kbootstrap/kbootstrap/inventory"
 	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
 )
@@ -335,22 +333,13 @@ func (nr *nodeRun) ready(ctx context.Context) error {
 					errs = append(errs, fmt.Errorf("pod %s has no container", p.Name))
 				case c != kubeadm.Etcd && !strings.HasSuffix(p.Spec.Containers[0].Image, ":"+nr.r.res.To):
 					errs = append(errs, fmt.Errorf("pod %s runs %s", p.Name, p.Spec.Containers[0].Image))
-				case !podReady(p):
+				case !podutils.IsPodReady(p):
 					errs = append(errs, fmt.Errorf("pod %s not Ready", p.Name))
 				}
 			}
 			return errors.Join(errs...)
 		})
 	})
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func (r *run) nodeReady(ctx context.Context, name, v string) error {
@@ -362,7 +351,7 @@ func (r *run) nodeReady(ctx context.Context, name, v string) error {
 		if got := n.Status.NodeInfo.KubeletVersion; got != v {
 			return fmt.Errorf("its kubelet reports %s", got)
 		}
-		if !ready(n) {
+		if !kubeadm.NodeReady(n) {
 			return errors.New("not Ready")
 		}
 		return nil
@@ -402,20 +391,14 @@ cp -p %[1]s/kubelet-config.yaml %[2]s
 // backups (kubeadm-backup-etcd-*, kubeadm-backup-manifests-*) under
 // /etc/kubernetes/tmp, which kubeadm never removes, and the staged binaries.
 func (r *run) cleanKubeadmBackups(ctx context.Context, todo []*target) {
-	var nodes []inventory.Node
-	for _, t := range todo {
-		nodes = append(nodes, t.in)
-	}
 	script := fmt.Sprintf(`for kind in etcd manifests; do
   ls -1dt %[1]s/kubeadm-backup-$kind-* 2>/dev/null | tail -n +%[2]d | while read -r d; do rm -rf "$d"; done
 done
 rm -rf %[3]s`, kubeadm.TmpDir, r.o.Keep+1, node.ShellQuote(stageDir(r.res.To)))
-	_, err := node.Parallel(ctx, nodes, len(nodes), func(ctx context.Context, in inventory.Node) (struct{}, error) {
-		i := slices.IndexFunc(todo, func(t *target) bool { return t.in.Name == in.Name })
-		_, err := todo[i].n.Run(ctx, script)
-		return struct{}{}, err
-	})
-	if err != nil {
+	if err := eachTarget(ctx, todo, func(ctx context.Context, t *target) error {
+		_, err := t.n.Run(ctx, script)
+		return err
+	}); err != nil {
 		r.o.Status.Printf("removing kubeadm's older backups: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	playbooks "github.com/kbootstrap/kbootstrap/ansible-free-playbooks"
@@ -47,13 +48,19 @@ func (r *run) stage(ctx context.Context, todo []*target) error {
 	}); err != nil {
 		return err
 	}
-	_, err = node.Parallel(ctx, nodes, len(nodes), func(ctx context.Context, in inventory.Node) (struct{}, error) {
-		for _, t := range todo {
-			if t.in.Name == in.Name {
-				return struct{}{}, r.checkStaged(ctx, t)
-			}
-		}
-		return struct{}{}, nil
+	return eachTarget(ctx, todo, r.checkStaged)
+}
+
+// eachTarget runs f on every target at once (node.Parallel: every target
+// runs whatever happens to the others; the error joins one per node).
+func eachTarget(ctx context.Context, ts []*target, f func(context.Context, *target) error) error {
+	nodes := make([]inventory.Node, len(ts))
+	for i, t := range ts {
+		nodes[i] = t.in
+	}
+	_, err := node.Parallel(ctx, nodes, len(nodes), func(ctx context.Context, in inventory.Node) (struct{}, error) {
+		i := slices.IndexFunc(ts, func(t *target) bool { return t.in.Name == in.Name })
+		return struct{}{}, f(ctx, ts[i])
 	})
 	return err
 }

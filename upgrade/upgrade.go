@@ -341,7 +341,7 @@ func (r *run) preflight(ctx context.Context) ([]*target, error) {
 		} else {
 			t.res.Before = "v" + t.kubelet.String()
 		}
-		if !ready(t.obj) {
+		if t.obj == nil || !kubeadm.NodeReady(t.obj) {
 			why = append(why, fmt.Sprintf("%s: its Node is not Ready", t.in.Name))
 		}
 	}
@@ -483,16 +483,4 @@ func (r *run) snapshot(ctx context.Context) error {
 
 func (r *run) wait(ctx context.Context, what string, f func(context.Context) error) error {
 	return poll.Until(ctx, r.o.Timeout, time.Second, what, f)
-}
-
-func ready(n *corev1.Node) bool {
-	if n == nil {
-		return false
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/kubectl/pkg/util/podutils"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,15 +57,6 @@ func nodeReady(n *corev1.Node) error {
 		}
 	}
 	return fmt.Errorf("no Ready condition: the kubelet on %s never reported", n.Name)
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // checkNodes: every node of the inventory is a Ready node of the cluster,
@@ -122,7 +115,7 @@ func (r *run) judgeNodes(ctx context.Context) error {
 			continue
 		}
 		count[p.Spec.NodeName]++
-		if p.Status.Phase != corev1.PodRunning || !podReady(p) {
+		if p.Status.Phase != corev1.PodRunning || !podutils.IsPodReady(p) {
 			bad[p.Spec.NodeName] = append(bad[p.Spec.NodeName], fmt.Sprintf("kube-system/%s %s (%s)", p.Name, p.Status.Phase, podTrouble(p)))
 		}
 	}
@@ -688,7 +681,7 @@ func (r *run) networkHint(ctx context.Context, nodeName string) string {
 		return ""
 	}
 	for _, p := range pods.Items {
-		if p.Spec.NodeName == nodeName && podReady(&p) {
+		if p.Spec.NodeName == nodeName && podutils.IsPodReady(&p) {
 			return ""
 		}
 	}

@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"k8s.io/kubectl/pkg/util/podutils"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/test/lab"
 )
 
@@ -195,7 +197,7 @@ func TestUpgrade(t *testing.T) {
 		}
 		n := int64(0)
 		for _, p := range pods.Items {
-			if p.DeletionTimestamp == nil && podReady(p) {
+			if p.DeletionTimestamp == nil && podutils.IsPodReady(&p) {
 				n++
 			}
 		}
@@ -259,8 +261,8 @@ func TestUpgrade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n.Spec.Unschedulable || !nodeReady(*n) || n.Status.NodeInfo.KubeletVersion != prev {
-			t.Errorf("after the failed worker1: %s unschedulable %v, Ready %v, kubelet %s, want schedulable, Ready, %s", w, n.Spec.Unschedulable, nodeReady(*n), n.Status.NodeInfo.KubeletVersion, prev)
+		if n.Spec.Unschedulable || !kubeadm.NodeReady(n) || n.Status.NodeInfo.KubeletVersion != prev {
+			t.Errorf("after the failed worker1: %s unschedulable %v, Ready %v, kubelet %s, want schedulable, Ready, %s", w, n.Spec.Unschedulable, kubeadm.NodeReady(n), n.Status.NodeInfo.KubeletVersion, prev)
 		}
 	}
 	// worker2's binaries were staged by the first run (before any
@@ -313,8 +315,8 @@ func TestUpgrade(t *testing.T) {
 			continue
 		}
 		seen[name]++
-		if c.Image != ref || !podReady(p) {
-			t.Errorf("%s (%s): %s, ready %v; want %s, ready", p.Name, p.Spec.NodeName, c.Image, podReady(p), ref)
+		if c.Image != ref || !podutils.IsPodReady(&p) {
+			t.Errorf("%s (%s): %s, ready %v; want %s, ready", p.Name, p.Spec.NodeName, c.Image, podutils.IsPodReady(&p), ref)
 		}
 	}
 	for name, n := range map[string]int{"kube-apiserver": 3, "kube-controller-manager": 3, "kube-scheduler": 3, "etcd": 3, "kube-proxy": 5, "coredns": 2} {
@@ -327,8 +329,8 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nl.Items {
-		if n.Status.NodeInfo.KubeletVersion != to || n.Spec.Unschedulable || !nodeReady(n) {
-			t.Errorf("Node %s: kubelet %s, unschedulable %v, Ready %v; want %s, schedulable, Ready", n.Name, n.Status.NodeInfo.KubeletVersion, n.Spec.Unschedulable, nodeReady(n), to)
+		if n.Status.NodeInfo.KubeletVersion != to || n.Spec.Unschedulable || !kubeadm.NodeReady(&n) {
+			t.Errorf("Node %s: kubelet %s, unschedulable %v, Ready %v; want %s, schedulable, Ready", n.Name, n.Status.NodeInfo.KubeletVersion, n.Spec.Unschedulable, kubeadm.NodeReady(&n), to)
 		}
 	}
 	for _, cp := range cps {
@@ -376,22 +378,4 @@ func upgradeCluster(t *testing.T, prevBin, prevImages, prev string) formedCluste
 		t.Fatal(err)
 	}
 	return formedCluster{l: l, dir: dir, inv: inv, kubeconfig: kubeconfig, cs: kubernetes.NewForConfigOrDie(cfg), pause: pause}
-}
-
-func podReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func nodeReady(n corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
