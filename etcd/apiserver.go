@@ -110,3 +110,52 @@ func (c *Client) RemoveNodeMembers(ctx context.Context, name, ip string) ([]stri
 	}
 	return removed, nil
 }
+
+// HandOffLeadership makes another member the leader when the member the
+// client reaches (its first endpoint: a node's own member) leads: the
+// started voter that answers without problems and has applied the most, as
+// etcd's own graceful stop would choose, but before the member stops, while
+// every member is healthy, so that its restart is a follower's and no
+// election happens meanwhile. It returns the new leader, or nil when the
+// member did not lead. The client has that one endpoint: etcd moves the
+// leadership only when the leader itself is asked.
+func (c *Client) HandOffLeadership(ctx context.Context) (*Member, error) {
+	if len(c.endpoints) != 1 {
+		return nil, fmt.Errorf("node %s: hand off the etcd leadership through %d endpoints: want the member's own, alone", c.node, len(c.endpoints))
+	}
+	self := c.Status(ctx, c.endpoints[0])
+	if err := self.Problem(); err != nil {
+		return nil, fmt.Errorf("etcd member at %s on %s: %w", c.endpoints[0], c.node, err)
+	}
+	if !self.Leader {
+		return nil, nil
+	}
+	ms, sts, err := c.MembersStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	best := -1
+	for i, m := range ms {
+		if m.ID == self.MemberID || m.IsLearner || sts[i].Problem() != nil {
+			continue
+		}
+		if best < 0 || sts[i].RaftIndex > sts[best].RaftIndex {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil, fmt.Errorf("etcd member %s on %s leads and no other member is healthy to take over", self.MemberID, c.node)
+	}
+	to := ms[best]
+	id, err := strconv.ParseUint(to.ID, 16, 64)
+	if err != nil {
+		return nil, fmt.Errorf("etcd member id %q: %w", to.ID, err)
+	}
+	if err := c.call(ctx, "move leader to "+to.ID, func(ctx context.Context) error {
+		_, err := c.MoveLeader(ctx, id)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return &to, nil
+}

@@ -231,11 +231,38 @@ func (nr *nodeRun) kubeadm(ctx context.Context) error {
 		return run()
 	}
 	return apidrain.During(ctx, nr.r.o.Status, apidrain.Options{Inventory: nr.r.o.Inventory, Connector: nr.r.o.Connector, Node: t.n, Name: t.in.Name}, func() error {
+		if err := nr.handOffEtcd(ctx); err != nil {
+			return err
+		}
 		if err := run(); err != nil {
 			return err
 		}
 		return nr.staticPods(ctx)
 	})
+}
+
+// handOffEtcd moves the etcd leadership off the node's member before
+// kubeadm restarts it: a follower's restart needs no election, during
+// which the other members' API servers would fail requests.
+func (nr *nodeRun) handOffEtcd(ctx context.Context) error {
+	t := nr.t
+	step := nr.r.o.Status.Start(t.in.Name + ": etcd leadership")
+	cli, err := etcd.ConnectAsAPIServer(ctx, t.n, etcd.ClientOptions{Timeout: 10 * time.Second, Endpoints: []string{kubeadm.LocalEtcd}})
+	if err != nil {
+		step.End(err)
+		return err
+	}
+	defer cli.Close()
+	to, err := cli.HandOffLeadership(ctx)
+	switch {
+	case err != nil:
+	case to == nil:
+		step.SetTitle(t.in.Name + ": etcd leadership: a follower already")
+	default:
+		step.SetTitle(t.in.Name + ": etcd leadership handed to " + to.Name)
+	}
+	step.End(err)
+	return err
 }
 
 // staticPods waits until the node's control-plane manifests name the

@@ -127,7 +127,14 @@ func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	case err != nil:
 		what = err.Error()
 	case resp.StatusCode >= 500:
-		what = resp.Status + " Retry-After=" + resp.Header.Get("Retry-After")
+		// The body says why (an API server's Status: which etcd error);
+		// the client cannot decode it with its empty scheme.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		what = resp.Status + " Retry-After=" + resp.Header.Get("Retry-After") + " " + string(bytes.TrimSpace(body))
 	}
 	if what != "" {
 		c.p.retried.Add(1)
