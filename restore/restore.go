@@ -523,7 +523,7 @@ func (r *run) startEtcd(ctx context.Context) error {
 		// A member that crashed before (its data lost) has a restart
 		// back-off of up to 5 minutes in the kubelet, kept across its
 		// manifest's removal: a restarted kubelet starts it at once.
-		if _, err := c.n.Run(ctx, "systemctl restart kubelet"); err != nil {
+		if err := kubeadm.RestartKubelet(ctx, c.n); err != nil {
 			return err
 		}
 		if err := r.start(ctx, c, kubeadm.Etcd); err != nil {
@@ -592,8 +592,7 @@ func (r *run) restartKubelets(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			_, err = node.Sudo(n).Run(ctx, "systemctl restart kubelet")
-			return err
+			return kubeadm.RestartKubelet(ctx, node.Sudo(n))
 		})
 	})
 	return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/kbootstrap/kbootstrap/apidrain"
 	"github.com/kbootstrap/kbootstrap/etcd"
-	"github.com/kbootstrap/kbootstrap/internal/poll"
 	"github.com/kbootstrap/kbootstrap/kubeadm"
 	"github.com/kbootstrap/kbootstrap/node"
 )
@@ -306,38 +304,7 @@ func (nr *nodeRun) kubelet(ctx context.Context) error {
 				return err
 			}
 		}
-		return restartKubelet(ctx, t.n)
-	})
-}
-
-// restartKubelet restarts the kubelet and waits until its /healthz
-// answers; a kubelet that systemd has to start again (kubeadm's unit
-// restarts it 10 s after it exits) fails at once, with its last words.
-func restartKubelet(ctx context.Context, n node.Node) error {
-	if _, err := n.Run(ctx, "systemctl daemon-reload && systemctl restart kubelet"); err != nil {
-		return err
-	}
-	restarts := func(ctx context.Context) (int, error) {
-		res, err := n.Run(ctx, "systemctl show kubelet -p NRestarts --value")
-		if err != nil {
-			return 0, err
-		}
-		return strconv.Atoi(strings.TrimSpace(string(res.Stdout)))
-	}
-	first, err := restarts(ctx)
-	if err != nil {
-		return err
-	}
-	return poll.Until(ctx, time.Minute, time.Second, "the kubelet's /healthz", func(ctx context.Context) error {
-		herr := kubeadm.Healthy(ctx, n, kubeadm.Kubelet)
-		if herr == nil {
-			return nil
-		}
-		if c, err := restarts(ctx); err == nil && c > first {
-			res, _ := n.Run(ctx, "journalctl -u kubelet -n 3 --no-pager -o cat 2>/dev/null | tail -n 3")
-			return poll.Stop(fmt.Errorf("the kubelet keeps exiting (systemd started it %d times since): %s", c-first, strings.TrimSpace(string(res.Stdout))))
-		}
-		return herr
+		return kubeadm.RestartKubelet(ctx, t.n)
 	})
 }
 
@@ -404,7 +371,7 @@ cp -p %[1]s/kubelet-config.yaml %[2]s
 [ ! -e %[1]s/kubeadm-flags.env ] || cp -p %[1]s/kubeadm-flags.env %[3]s`, node.ShellQuote(dir), kubeadm.KubeletConfigFile, kubeadm.KubeletDir+"/kubeadm-flags.env")); err != nil {
 			return err
 		}
-		if err := restartKubelet(ctx, t.n); err != nil {
+		if err := kubeadm.RestartKubelet(ctx, t.n); err != nil {
 			return err
 		}
 		return nr.r.nodeReady(ctx, t.in.Name, "v"+t.kubelet.String())
