@@ -83,12 +83,12 @@ test-fuzz:
 	  out=$$(GOTOOLCHAIN=$(or $(RELEASE_GO),local) $(GO) test ./$$p -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) 2>&1); rc=$$?; \
 	  printf '%s\n' "$$out" | tail -n 3; [ $$rc = 0 ] || { printf '%s\n' "$$out"; exit 1; }; done
 
-# Its output is kept in .lab/test-lab.log; a failure ends with the failed tests' messages
-# (test/failure-digest.sh), apart from the output of the commands they ran.
+# Its whole output (-v) is kept in .lab/test-lab.log; what it prints is every test's result and
+# time, and after a failure the failed tests' own messages (test/test-summary.sh).
 test-lab: lab-host-limits
 	mkdir -p .lab && cd test && $(GO) vet ./... && \
-	  { $(GO) test -p 1 -count=1 -timeout 75m ./... > ../.lab/test-lab.log 2>&1; rc=$$?; cat ../.lab/test-lab.log; \
-	    [ $$rc = 0 ] || ./failure-digest.sh ../.lab/test-lab.log; exit $$rc; }
+	  { $(GO) test -v -p 1 -count=1 -timeout 75m ./... > ../.lab/test-lab.log 2>&1; rc=$$?; \
+	    ./test-summary.sh ../.lab/test-lab.log; exit $$rc; }
 
 # The upgrade test (TestUpgrade: 3+2 nodes formed at the previous minor, upgraded by kbootstrap
 # upgrade; about 19 minutes, outside make test for .ci/run's time budget).
