@@ -438,10 +438,10 @@ func (r *run) plan(todo []*target) {
 	for _, t := range todo {
 		switch {
 		case t.cp && apply:
-			fmt.Fprintf(w, "%s (control plane, %s): drain; API server out of the load balancer; kubeadm upgrade apply %s; back in; kubelet and kubectl %s; uncordon\n", t.in.Name, t.res.Before, r.res.To, r.res.To)
+			fmt.Fprintf(w, "%s (control plane, %s): drain; API server out of the load balancer; etcd leadership off it; kubeadm upgrade apply %s; back in; kubelet and kubectl %s; uncordon\n", t.in.Name, t.res.Before, r.res.To, r.res.To)
 			apply = false
 		case t.cp:
-			fmt.Fprintf(w, "%s (control plane, %s): drain; API server out of the load balancer; kubeadm upgrade node; back in; kubelet and kubectl %s; uncordon\n", t.in.Name, t.res.Before, r.res.To)
+			fmt.Fprintf(w, "%s (control plane, %s): drain; API server out of the load balancer; etcd leadership off it; kubeadm upgrade node; back in; kubelet and kubectl %s; uncordon\n", t.in.Name, t.res.Before, r.res.To)
 		default:
 			batch++
 			fmt.Fprintf(w, "%s (worker, %s, batch %d): drain (PodDisruptionBudgets honoured); kubeadm upgrade node; kubelet and kubectl %s; uncordon\n", t.in.Name, t.res.Before, (batch-1)/r.o.MaxUnavailable+1, r.res.To)

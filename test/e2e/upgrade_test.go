@@ -176,7 +176,7 @@ func TestUpgrade(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("upgrade --dry-run: exit %d", r.code)
 	}
-	for _, want := range []string{"cp1 (control plane, v" + strings.TrimPrefix(prev, "v") + "): drain; API server out of the load balancer; kubeadm upgrade apply " + to,
+	for _, want := range []string{"cp1 (control plane, v" + strings.TrimPrefix(prev, "v") + "): drain; API server out of the load balancer; etcd leadership off it; kubeadm upgrade apply " + to,
 		"cp2 (control plane", "kubeadm upgrade node", "worker2 (worker", "batch 2"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the plan lacks %q:\n%s", want, r.stdout)
