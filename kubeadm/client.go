@@ -24,6 +24,18 @@ func NodeReady(n *corev1.Node) bool {
 	return false
 }
 
+// ReadyHeartbeat is when n's kubelet last posted its Ready condition (zero
+// without one): a Ready condition posted after a kubelet restart is the new
+// kubelet's word, not the one it stopped with.
+func ReadyHeartbeat(n *corev1.Node) time.Time {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.LastHeartbeatTime.Time
+		}
+	}
+	return time.Time{}
+}
+
 // AdminClient is a client of the API server at server (https://host:port, as
 // seen from n: usually n's own API server) with admin.conf's credentials. The
 // credentials are read from n into memory and never written on this machine;

@@ -92,6 +92,9 @@ type nodeRun struct {
 	bin     string // where the node's kubeadm, kubelet and kubectl are
 	apply   bool   // kubeadm upgrade apply (else node)
 	drained func(context.Context) error
+	// heartbeat is the Node's Ready heartbeat before the kubelet's
+	// restart: Ready counts once a newer one is posted.
+	heartbeat time.Time
 }
 
 // backupDir holds what ran on a node before the upgrade to v.
@@ -304,6 +307,7 @@ func (nr *nodeRun) kubelet(ctx context.Context) error {
 				return err
 			}
 		}
+		nr.heartbeat = nr.r.readyHeartbeat(ctx, t.in.Name)
 		return kubeadm.RestartKubelet(ctx, t.n)
 	})
 }
@@ -313,7 +317,7 @@ func (nr *nodeRun) kubelet(ctx context.Context) error {
 // the target and Ready: the kubelet recreates them after its restart.
 func (nr *nodeRun) ready(ctx context.Context) error {
 	return nr.r.o.Status.Do(nr.t.in.Name+": Node Ready, kubelet "+nr.r.res.To, func() error {
-		if err := nr.r.nodeReady(ctx, nr.t.in.Name, nr.r.res.To); err != nil || !nr.t.cp {
+		if err := nr.r.nodeReady(ctx, nr.t.in.Name, nr.r.res.To, nr.heartbeat); err != nil || !nr.t.cp {
 			return err
 		}
 		return nr.r.wait(ctx, nr.t.in.Name+"'s static pods Ready at "+nr.r.res.To+" in the API", func(ctx context.Context) error {
@@ -336,7 +340,21 @@ func (nr *nodeRun) ready(ctx context.Context) error {
 	})
 }
 
-func (r *run) nodeReady(ctx context.Context, name, v string) error {
+// readyHeartbeat is the Node's Ready heartbeat now (zero when the API does
+// not answer: then any Ready counts).
+func (r *run) readyHeartbeat(ctx context.Context, name string) time.Time {
+	n, err := r.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return time.Time{}
+	}
+	return kubeadm.ReadyHeartbeat(n)
+}
+
+// nodeReady waits until the Node is Ready at version v by a status its
+// kubelet posted after heartbeat (the one it had before a restart: a
+// kubelet put back at the version it had would otherwise pass on its
+// predecessor's stale Ready).
+func (r *run) nodeReady(ctx context.Context, name, v string, heartbeat time.Time) error {
 	return r.wait(ctx, "Node "+name+" Ready at "+v, func(ctx context.Context) error {
 		n, err := r.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -347,6 +365,9 @@ func (r *run) nodeReady(ctx context.Context, name, v string) error {
 		}
 		if !kubeadm.NodeReady(n) {
 			return errors.New("not Ready")
+		}
+		if !kubeadm.ReadyHeartbeat(n).After(heartbeat) {
+			return fmt.Errorf("Ready only by the status posted at %s, before the kubelet's restart", heartbeat.Format(time.RFC3339))
 		}
 		return nil
 	})
@@ -371,10 +392,11 @@ cp -p %[1]s/kubelet-config.yaml %[2]s
 [ ! -e %[1]s/kubeadm-flags.env ] || cp -p %[1]s/kubeadm-flags.env %[3]s`, node.ShellQuote(dir), kubeadm.KubeletConfigFile, kubeadm.KubeletDir+"/kubeadm-flags.env")); err != nil {
 			return err
 		}
+		heartbeat := nr.r.readyHeartbeat(ctx, t.in.Name)
 		if err := kubeadm.RestartKubelet(ctx, t.n); err != nil {
 			return err
 		}
-		return nr.r.nodeReady(ctx, t.in.Name, "v"+t.kubelet.String())
+		return nr.r.nodeReady(ctx, t.in.Name, "v"+t.kubelet.String(), heartbeat)
 	}()
 	err = errors.Join(err, nr.uncordon(ctx))
 	st.End(err)

@@ -26,8 +26,10 @@ import (
 )
 
 // fakeWorker is a worker as the upgrade sees it: its commands are
-// recorded, its installed kubelet's version is what the API reports after
-// a kubelet restart, and its /healthz answers while that kubelet starts.
+// recorded, its installed kubelet's version is what the API reports a
+// moment after a kubelet restart (as a real kubelet's first status, with a
+// new Ready heartbeat: until then the Node keeps its predecessor's), and
+// its /healthz answers while that kubelet starts.
 type fakeWorker struct {
 	mu        sync.Mutex
 	cmds      []string
@@ -39,6 +41,8 @@ type fakeWorker struct {
 	onKubeadm func() // called when kubeadm upgrade runs
 	restarts  int
 	healthz   *httptest.Server
+	posting   sync.WaitGroup // the kubelets' first statuses not posted yet
+	unposted  int
 }
 
 func (f *fakeWorker) Name() string     { return "worker1" }
@@ -66,9 +70,20 @@ func (f *fakeWorker) Run(ctx context.Context, cmd string, _ ...node.ExecOption) 
 		}
 	case strings.HasPrefix(cmd, "systemctl daemon-reload"):
 		if f.starts {
-			n, _ := f.cs.CoreV1().Nodes().Get(ctx, "worker1", metav1.GetOptions{})
-			n.Status.NodeInfo.KubeletVersion = f.kubelet
-			f.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+			v := f.kubelet
+			f.unposted++
+			f.posting.Add(1)
+			go func() {
+				defer f.posting.Done()
+				time.Sleep(300 * time.Millisecond)
+				n, _ := f.cs.CoreV1().Nodes().Get(context.Background(), "worker1", metav1.GetOptions{})
+				n.Status.NodeInfo.KubeletVersion = v
+				n.Status.Conditions[0].LastHeartbeatTime = metav1.Now()
+				f.cs.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+				f.mu.Lock()
+				f.unposted--
+				f.mu.Unlock()
+			}()
 		}
 	case strings.HasPrefix(cmd, "systemctl show kubelet"):
 		if !f.starts {
@@ -103,12 +118,13 @@ func newFakeWorker(t *testing.T) (*fakeWorker, *run, *target) {
 	t.Helper()
 	obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker1"}, Status: corev1.NodeStatus{
 		NodeInfo:   corev1.NodeSystemInfo{KubeletVersion: "v1.33.13"},
-		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.NewTime(time.Now().Add(-time.Hour))}},
 	}}
 	cs := fake.NewClientset(obj)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
 	t.Cleanup(srv.Close)
 	f := &fakeWorker{cs: cs, kubelet: "v1.33.13", starts: true, healthz: srv}
+	t.Cleanup(f.posting.Wait)
 	st := progress.NewStatus(io.Discard, false, nil)
 	t.Cleanup(st.Close)
 	r := &run{
@@ -191,6 +207,12 @@ func TestUpgradeWorkerPutBack(t *testing.T) {
 			}
 			if f.kubelet != "v1.33.13" || tg.res.Action != "rolled back" || !f.ran("install -m 0755 "+backupDir("v1.34.4")+"/kubelet") {
 				t.Errorf("after the failure: kubelet %s, action %s; commands %q", f.kubelet, tg.res.Action, f.cmds)
+			}
+			f.mu.Lock()
+			unposted := f.unposted
+			f.mu.Unlock()
+			if unposted != 0 {
+				t.Errorf("put back while the restored kubelet had not posted its status yet: Ready by its predecessor's")
 			}
 			n, _ := r.cs.CoreV1().Nodes().Get(context.Background(), "worker1", metav1.GetOptions{})
 			if n.Status.NodeInfo.KubeletVersion != "v1.33.13" {
