@@ -91,7 +91,7 @@ test-lab: lab-host-limits
 	    ./test-summary.sh ../.lab/test-lab.log; exit $$rc; }
 
 # The upgrade test (TestUpgrade: 3+2 nodes formed at the previous minor, upgraded by kbootstrap
-# upgrade; about 19 minutes, outside make test for .ci/run's time budget).
+# upgrade; about 22 minutes, outside make test for .ci/run's time budget).
 test-upgrade: lab-host-limits lab-artifacts lab-artifacts-previous
 	cd test && KBOOTSTRAP_UPGRADE=1 $(GO) test -count=1 -v -timeout 40m -run 'TestUpgrade$$' ./e2e/
 
