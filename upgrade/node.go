@@ -307,9 +307,15 @@ func (nr *nodeRun) kubelet(ctx context.Context) error {
 				return err
 			}
 		}
-		nr.heartbeat = nr.r.readyHeartbeat(ctx, t.in.Name)
-		return kubeadm.RestartKubelet(ctx, t.n)
+		return nr.restartKubelet(ctx)
 	})
+}
+
+// restartKubelet restarts the node's kubelet, noting first the Node's
+// Ready heartbeat, which the ready gate must see a newer one of.
+func (nr *nodeRun) restartKubelet(ctx context.Context) error {
+	nr.heartbeat = nr.r.readyHeartbeat(ctx, nr.t.in.Name)
+	return kubeadm.RestartKubelet(ctx, nr.t.n)
 }
 
 // ready waits until the Node is Ready with its kubelet at the target and,
@@ -392,11 +398,10 @@ cp -p %[1]s/kubelet-config.yaml %[2]s
 [ ! -e %[1]s/kubeadm-flags.env ] || cp -p %[1]s/kubeadm-flags.env %[3]s`, node.ShellQuote(dir), kubeadm.KubeletConfigFile, kubeadm.KubeletDir+"/kubeadm-flags.env")); err != nil {
 			return err
 		}
-		heartbeat := nr.r.readyHeartbeat(ctx, t.in.Name)
-		if err := kubeadm.RestartKubelet(ctx, t.n); err != nil {
+		if err := nr.restartKubelet(ctx); err != nil {
 			return err
 		}
-		return nr.r.nodeReady(ctx, t.in.Name, "v"+t.kubelet.String(), heartbeat)
+		return nr.r.nodeReady(ctx, t.in.Name, "v"+t.kubelet.String(), nr.heartbeat)
 	}()
 	err = errors.Join(err, nr.uncordon(ctx))
 	st.End(err)
