@@ -175,6 +175,10 @@ func testVerify(t *testing.T, inv, kubeconfig string) {
 	// new Service's NodePort fails on worker1 only.
 	kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=merge", "-p",
 		`{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"NotIn","values":["worker1"]}]}]}}}}}}}`)
+	// The DaemonSet deletes worker1's pod at once but replaces the other
+	// four one at a time: verify must not run while one of them restarts
+	// (a new Service's NodePort is refused there until its kube-proxy syncs).
+	rolledOut(t, kubeconfig, "daemonset/kube-proxy")
 	waitUntil(t, "no kube-proxy on worker1, 4 updated elsewhere", 2*time.Minute, func() error {
 		out, err := hostKubectl(kubeconfig, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}")
 		if err != nil || strings.Contains(out, "worker1") || strings.Count(out, "Running") != 4 {
