@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,48 +31,143 @@ var initSpec = labSpec{
 	},
 }
 
-// psWatch snapshots the process list of every node while a run goes on.
+// psWatch records the command line of every process of the watched nodes
+// while a run goes on, and the secrets in their /etc/kbootstrap.
 type psWatch struct {
 	mu      sync.Mutex
-	snaps   []string
+	lines   map[string]bool // "node: command line", each once
+	scans   int
+	busy    time.Duration   // spent scanning
+	parent  map[int]int     // of the processes listed at the last scan
 	secrets map[string]bool // certificate keys and tokens seen in /etc/kbootstrap
 	stop    chan struct{}
 	done    sync.WaitGroup
 }
 
+// watchProcesses scans this machine's /proc every 100 ms: a node's processes
+// (its containers' too) are the descendants of its PID 1, all visible from
+// here. Reading /proc in-process costs milliseconds a scan; running ps in
+// every node instead took most of a core and slowed the run it watched.
 func watchProcesses(l *lab.Lab, nodes []string) *psWatch {
-	w := &psWatch{stop: make(chan struct{})}
+	w := &psWatch{stop: make(chan struct{}), lines: map[string]bool{}, secrets: map[string]bool{}, parent: map[int]int{}}
+	inits := map[int]string{} // host PID of a node's PID 1 → node
 	for _, n := range nodes {
-		w.done.Add(1)
-		go func() {
-			defer w.done.Done()
-			for {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				out, _ := l.Exec(ctx, n, "ps", "-eo", "args")
-				// The secrets themselves, from kbootstrap's 0600 kubeadm
-				// configurations while they exist.
-				cfg, _ := l.Exec(ctx, n, "sh", "-c", "cat /etc/kbootstrap/*.yaml 2>/dev/null; true")
-				cancel()
-				w.mu.Lock()
-				w.snaps = append(w.snaps, n+":\n"+string(out))
-				for _, m := range secretRE.FindAllStringSubmatch(string(cfg), -1) {
-					if w.secrets == nil {
-						w.secrets = map[string]bool{}
-					}
-					w.secrets[m[2]] = true
-				}
-				w.mu.Unlock()
-				select {
-				case <-w.stop:
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
-		}()
+		if nd, ok := l.Node(n); ok && nd.HostPID > 0 {
+			inits[nd.HostPID] = n
+		}
 	}
+	w.done.Add(1)
+	go func() {
+		defer w.done.Done()
+		for {
+			w.scan(inits)
+			select {
+			case <-w.stop:
+				w.scan(inits)
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 	return w
 }
 
+// scan reads every process's parent and, for the nodes' own, its command
+// line; and the kubeadm configurations kbootstrap writes (0600) under the
+// nodes' /etc/kbootstrap while they exist.
+func (w *psWatch) scan(inits map[int]string) {
+	start := time.Now()
+	entries, _ := os.ReadDir("/proc")
+	parent := map[int]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp, ok := w.parent[pid]; ok {
+			parent[pid] = pp // listed last time too: the same process
+			continue
+		}
+		if pp, ok := readParent(pid); ok {
+			parent[pid] = pp
+		}
+	}
+	for pid, pp := range parent {
+		if _, listed := parent[pp]; !listed && pp > 1 {
+			// Its parent is gone: it was adopted since (a daemon's
+			// double fork, a container's shim).
+			if pp, ok := readParent(pid); ok {
+				parent[pid] = pp
+			}
+		}
+	}
+	nodeOf := func(pid int) string {
+		for range 64 {
+			if n, ok := inits[pid]; ok {
+				return n
+			}
+			if pid <= 1 {
+				return ""
+			}
+			pid = parent[pid]
+		}
+		return ""
+	}
+	var found []string
+	for pid := range parent {
+		n := nodeOf(pid)
+		if n == "" {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
+			continue
+		}
+		found = append(found, n+": "+string(bytes.ReplaceAll(bytes.TrimRight(cmdline, "\x00"), []byte{0}, []byte{' '})))
+	}
+	var secrets []string
+	for hostPID := range inits {
+		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/root/etc/kbootstrap/*.yaml", hostPID))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			for _, m := range secretRE.FindAllStringSubmatch(string(b), -1) {
+				secrets = append(secrets, m[2])
+			}
+		}
+	}
+	w.parent = parent
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.scans++
+	w.busy += time.Since(start)
+	for _, s := range found {
+		w.lines[s] = true
+	}
+	for _, s := range secrets {
+		w.secrets[s] = true
+	}
+}
+
+// readParent reads a process's parent from /proc/PID/stat.
+func readParent(pid int) (int, bool) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false // gone
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pp, err := strconv.Atoi(f[1])
+	return pp, err == nil
+}
+
+// Stop ends the watch: the command lines seen, one a line, and the secrets.
 func (w *psWatch) Stop() (procs string, secrets []string) {
 	close(w.stop)
 	w.done.Wait()
@@ -78,7 +176,19 @@ func (w *psWatch) Stop() (procs string, secrets []string) {
 	for s := range w.secrets {
 		secrets = append(secrets, s)
 	}
-	return strings.Join(w.snaps, "\n"), secrets
+	lines := make([]string, 0, len(w.lines))
+	for s := range w.lines {
+		lines = append(lines, s)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n"), secrets
+}
+
+// Scans is how many times the process table was read, and the time that took.
+func (w *psWatch) Scans() (int, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.scans, w.busy
 }
 
 var (
@@ -211,7 +321,8 @@ func TestInit(t *testing.T) {
 	checkNoSecrets(t, "init stdout", r.stdout, known)
 	checkNoSecrets(t, "init stderr (log)", r.stderr, known)
 	checkNoSecrets(t, "process lists of the nodes during init", procs, known)
-	t.Logf("no certificate key or token (%d known: %d certificate keys, %d tokens) in init's output, its log or %d process lists", len(known), keys, len(known)-keys, strings.Count(procs, ":\n"))
+	scans, busy := ps.Scans()
+	t.Logf("no certificate key or token (%d known: %d certificate keys, %d tokens) in init's output, its log or the %d command lines of the nodes' processes (%d scans of /proc, %s in all)", len(known), keys, len(known)-keys, strings.Count(procs, "\n")+1, scans, busy.Round(time.Millisecond))
 	for _, n := range []string{"cp1", "cp2", "cp3", "worker1"} {
 		if out := labExecIn(t, l, n, "ls -A /etc/kbootstrap 2>/dev/null; true"); strings.TrimSpace(out) != "" {
 			t.Errorf("%s: /etc/kbootstrap still holds %s", n, out)
