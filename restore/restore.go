@@ -37,7 +37,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kbootstrap/kbootstrap/backup"
 	"github.com/kbootstrap/kbootstrap/etcd"
@@ -135,6 +137,10 @@ type run struct {
 	// started on a node): from then on a failure leaves everything for the
 	// next run.
 	moved atomic.Bool
+	// heartbeats are the Nodes' Ready heartbeats just before the kubelets'
+	// restart (the snapshot's, or a last post of the kubelet): the gate
+	// wants newer ones, posted from the restored state.
+	heartbeats map[string]time.Time
 }
 
 // Run restores the cluster of o.Inventory.
@@ -579,14 +585,32 @@ func (r *run) restartControllers(ctx context.Context) error {
 }
 
 // restartKubelets restarts every node's kubelet, so that it lists its pods
-// and Node again from the restored state.
+// and Node again from the restored state. The Nodes' Ready heartbeats are
+// noted first: the restored Nodes are Ready by the snapshot's old status.
 func (r *run) restartKubelets(ctx context.Context) error {
 	nodes := make([]inventory.Node, 0, len(r.cps)+len(r.others))
 	for _, c := range r.cps {
 		nodes = append(nodes, c.in)
 	}
 	nodes = append(nodes, r.others...)
-	_, err := node.Parallel(ctx, nodes, len(nodes), func(ctx context.Context, in inventory.Node) (struct{}, error) {
+	cs, err := r.client(ctx)
+	if err != nil {
+		return err
+	}
+	r.heartbeats = map[string]time.Time{}
+	if err := r.wait(ctx, "the Nodes listed before the kubelets' restart", func(ctx context.Context) error {
+		nl, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range nl.Items {
+			r.heartbeats[nl.Items[i].Name] = kubeadm.ReadyHeartbeat(&nl.Items[i])
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	_, err = node.Parallel(ctx, nodes, len(nodes), func(ctx context.Context, in inventory.Node) (struct{}, error) {
 		return struct{}{}, r.o.Status.Do(in.Name+": restart the kubelet", func() error {
 			n, err := r.o.Connector.Connect(ctx, in)
 			if err != nil {
@@ -598,11 +622,16 @@ func (r *run) restartKubelets(ctx context.Context) error {
 	return err
 }
 
+// client is an admin client through the control-plane endpoint, dialled
+// through the first control plane.
+func (r *run) client(ctx context.Context) (kubernetes.Interface, error) {
+	return kubeadm.AdminClient(ctx, r.cps[0].n, "https://"+r.res.Endpoint)
+}
+
 // gate waits for /readyz through the control-plane endpoint and every Node
-// of the inventory Ready.
+// of the inventory Ready by a status its restarted kubelet posted.
 func (r *run) gate(ctx context.Context) error {
-	c := r.cps[0]
-	cs, err := kubeadm.AdminClient(ctx, c.n, "https://"+r.res.Endpoint)
+	cs, err := r.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -626,22 +655,34 @@ func (r *run) gate(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			seen := map[string]bool{}
-			for _, n := range nl.Items {
-				seen[n.Name] = true
-				if want[n.Name] && !kubeadm.NodeReady(&n) {
-					errs = append(errs, fmt.Errorf("Node %s not Ready", n.Name))
-				}
-			}
-			for name := range want {
-				if !seen[name] {
-					errs = append(errs, fmt.Errorf("no Node %s", name))
-				}
-			}
-			return errors.Join(errs...)
+			return notReady(nl.Items, want, r.heartbeats)
 		})
 	})
+}
+
+// notReady says which Nodes of want are missing from nodes, not Ready, or
+// Ready only by a heartbeat no newer than the one noted before their
+// kubelet's restart.
+func notReady(nodes []corev1.Node, want map[string]bool, before map[string]time.Time) error {
+	var errs []error
+	seen := map[string]bool{}
+	for i := range nodes {
+		n := &nodes[i]
+		seen[n.Name] = true
+		switch {
+		case !want[n.Name]:
+		case !kubeadm.NodeReady(n):
+			errs = append(errs, fmt.Errorf("Node %s not Ready", n.Name))
+		case !kubeadm.ReadyHeartbeat(n).After(before[n.Name]):
+			errs = append(errs, fmt.Errorf("Node %s Ready only by the status posted at %s, before its kubelet's restart", n.Name, before[n.Name].Format(time.RFC3339)))
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			errs = append(errs, fmt.Errorf("no Node %s", name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r *run) cleanup(ctx context.Context) error {

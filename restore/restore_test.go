@@ -6,6 +6,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kbootstrap/kbootstrap/etcd"
 	"github.com/kbootstrap/kbootstrap/inventory"
@@ -65,5 +69,48 @@ func TestFailed(t *testing.T) {
 	}
 	if strings.Contains(msg, "cp2:") {
 		t.Errorf("cp2's data never moved, yet it is named:\n%s", msg)
+	}
+}
+
+// The gate wants every Node of the inventory Ready by a status posted after
+// its kubelet's restart: a restored Node is Ready by the snapshot's status.
+func TestNotReady(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	node := func(name string, ready corev1.ConditionStatus, heartbeat time.Time) corev1.Node {
+		return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeReady, Status: ready, LastHeartbeatTime: metav1.NewTime(heartbeat)},
+		}}}
+	}
+	want := map[string]bool{"cp1": true, "worker1": true}
+	before := map[string]time.Time{"cp1": t0, "worker1": t0}
+	for _, tc := range []struct {
+		name  string
+		nodes []corev1.Node
+		errs  []string
+	}{
+		{"posted since", []corev1.Node{node("cp1", corev1.ConditionTrue, t0.Add(time.Second)), node("worker1", corev1.ConditionTrue, t0.Add(3*time.Second))}, nil},
+		{"a Node outside the inventory is not waited for", []corev1.Node{node("cp1", corev1.ConditionTrue, t0.Add(time.Second)), node("worker1", corev1.ConditionTrue, t0.Add(time.Second)), node("old", corev1.ConditionFalse, t0)}, nil},
+		{"Ready by the snapshot's status", []corev1.Node{node("cp1", corev1.ConditionTrue, t0.Add(time.Second)), node("worker1", corev1.ConditionTrue, t0)},
+			[]string{"Node worker1 Ready only by the status posted at 2026-11-30T12:00:00Z, before its kubelet's restart"}},
+		{"not Ready", []corev1.Node{node("cp1", corev1.ConditionFalse, t0.Add(time.Second)), node("worker1", corev1.ConditionTrue, t0.Add(time.Second))}, []string{"Node cp1 not Ready"}},
+		{"missing", []corev1.Node{node("cp1", corev1.ConditionTrue, t0.Add(time.Second))}, []string{"no Node worker1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := notReady(tc.nodes, want, before)
+			if len(tc.errs) == 0 {
+				if err != nil {
+					t.Fatalf("notReady: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("notReady: nil, want %q", tc.errs)
+			}
+			for _, e := range tc.errs {
+				if !strings.Contains(err.Error(), e) {
+					t.Errorf("notReady: %v, want %q", err, e)
+				}
+			}
+		})
 	}
 }
