@@ -29,7 +29,7 @@ import (
 )
 
 var etcdSpec = labSpec{
-	id: "etcd", subnet: "10.91.0.0/24", subnet2: "10.92.0.0/24",
+	id: "etcd", subnet: "10.91.0.0/24", subnet2: "10.92.0.0/24", heavy: true,
 	nodes: []lab.NodeSpec{{Name: "cp1", Role: "control-plane"}, {Name: "cp2", Role: "control-plane"}, {Name: "cp3", Role: "control-plane"}},
 }
 
@@ -39,7 +39,7 @@ const (
 	etcdctlPrefix = nodeBin + "/etcdctl --endpoints=https://127.0.0.1:2379 --cacert=" + etcdPKI + "/etcd/ca.crt --cert=" + etcdPKI + "/etcd/healthcheck-client.crt --key=" + etcdPKI + "/etcd/healthcheck-client.key"
 )
 
-// etcdCluster is the etcd lab, set up once per test binary.
+// etcdCluster is the etcd lab, set up once each time it comes up.
 type etcdCluster struct {
 	l    *lab.Lab
 	inv  string
@@ -51,7 +51,6 @@ type etcdCluster struct {
 }
 
 var (
-	etcdOnce  sync.Once
 	etcdC     *etcdCluster
 	etcdSetup error
 )
@@ -89,14 +88,16 @@ func etcdLab(t *testing.T) *etcdCluster {
 		os.Setenv("KBOOTSTRAP_ARTIFACTS_BIN", bin) // labFor mounts it at /opt/kbootstrap/bin
 	}
 	l := labFor(t, etcdSpec)
-	etcdOnce.Do(func() {
+	if etcdC == nil || etcdC.l != l {
+		// The first test to ask, or the lab came up again after it went
+		// down (labSpec.heavy).
 		c := &etcdCluster{l: l, inv: l.InventoryFile, addr: map[string]string{}, bin: bin, pids: map[string]int{}}
 		for _, n := range l.Nodes {
 			c.addr[n.Name] = n.Addresses[0]
 		}
 		etcdSetup = c.setup(t)
 		etcdC = c
-	})
+	}
 	if etcdSetup != nil {
 		t.Fatalf("etcd lab setup: %v", etcdSetup)
 	}

@@ -34,6 +34,8 @@ var (
 	labErr = map[string]error{}
 	// labLocks are the shared locks this process holds on its labs.
 	labLocks = map[string]*os.File{}
+	// heavyLabs are the heavy shared labs up (labSpec.heavy).
+	heavyLabs = map[string]bool{}
 )
 
 func TestMain(m *testing.M) {
@@ -75,6 +77,12 @@ func TestMain(m *testing.M) {
 func downLab(id string) error {
 	labsMu.Lock()
 	defer labsMu.Unlock()
+	return downLabLocked(id)
+}
+
+// downLabLocked is downLab with labsMu held.
+func downLabLocked(id string) error {
+	delete(heavyLabs, id)
 	l, ok := labs[id]
 	if !ok || os.Getenv("KBOOTSTRAP_KEEP_LAB") != "" {
 		return nil
@@ -119,6 +127,10 @@ type labSpec struct {
 	// dedicated labs serve one test and go down when it ends, so that a
 	// cluster's control plane does not load the machine for the tests after.
 	dedicated bool
+	// heavy shared labs run a control plane of their own: they go down when
+	// a dedicated lab comes up (their tests come first in go test's order;
+	// a test after that asks for one brings it up again).
+	heavy bool
 }
 
 // sharedSpec is the lab most tests use: three control-plane nodes.
@@ -143,6 +155,13 @@ func labFor(t *testing.T, spec labSpec) *lab.Lab {
 	}
 	if err, ok := labErr[spec.id]; ok {
 		t.Fatalf("lab %s did not come up: %v", spec.id, err)
+	}
+	if spec.dedicated {
+		for id := range heavyLabs {
+			if err := downLabLocked(id); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -180,6 +199,9 @@ func labFor(t *testing.T, spec labSpec) *lab.Lab {
 		t.Fatalf("lab %s up: %v", spec.id, err)
 	}
 	labs[spec.id] = l
+	if spec.heavy {
+		heavyLabs[spec.id] = true
+	}
 	if spec.dedicated {
 		t.Cleanup(func() {
 			if err := downLab(spec.id); err != nil {
