@@ -2,6 +2,7 @@ package kubeadm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -34,6 +35,20 @@ func ReadyHeartbeat(n *corev1.Node) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// ReadySince says why n is not Ready by a status its kubelet posted after
+// heartbeat (the Ready heartbeat noted before the kubelet's restart), or
+// nil: a restarted kubelet's Node is Ready by its predecessor's stale
+// status until the new kubelet posts its own.
+func ReadySince(n *corev1.Node, heartbeat time.Time) error {
+	if !NodeReady(n) {
+		return errors.New("not Ready")
+	}
+	if !ReadyHeartbeat(n).After(heartbeat) {
+		return fmt.Errorf("Ready only by the status posted at %s, before its kubelet's restart", heartbeat.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // AdminClient is a client of the API server at server (https://host:port, as

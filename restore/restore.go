@@ -141,6 +141,7 @@ type run struct {
 	// restart (the snapshot's, or a last post of the kubelet): the gate
 	// wants newer ones, posted from the restored state.
 	heartbeats map[string]time.Time
+	cs         kubernetes.Interface // client's, once made
 }
 
 // Run restores the cluster of o.Inventory.
@@ -623,9 +624,17 @@ func (r *run) restartKubelets(ctx context.Context) error {
 }
 
 // client is an admin client through the control-plane endpoint, dialled
-// through the first control plane.
+// through the first control plane; made once (admin.conf read over the
+// node), for the kubelets' restart and the gate.
 func (r *run) client(ctx context.Context) (kubernetes.Interface, error) {
-	return kubeadm.AdminClient(ctx, r.cps[0].n, "https://"+r.res.Endpoint)
+	if r.cs == nil {
+		cs, err := kubeadm.AdminClient(ctx, r.cps[0].n, "https://"+r.res.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		r.cs = cs
+	}
+	return r.cs, nil
 }
 
 // gate waits for /readyz through the control-plane endpoint and every Node
@@ -669,12 +678,11 @@ func notReady(nodes []corev1.Node, want map[string]bool, before map[string]time.
 	for i := range nodes {
 		n := &nodes[i]
 		seen[n.Name] = true
-		switch {
-		case !want[n.Name]:
-		case !kubeadm.NodeReady(n):
-			errs = append(errs, fmt.Errorf("Node %s not Ready", n.Name))
-		case !kubeadm.ReadyHeartbeat(n).After(before[n.Name]):
-			errs = append(errs, fmt.Errorf("Node %s Ready only by the status posted at %s, before its kubelet's restart", n.Name, before[n.Name].Format(time.RFC3339)))
+		if !want[n.Name] {
+			continue
+		}
+		if err := kubeadm.ReadySince(n, before[n.Name]); err != nil {
+			errs = append(errs, fmt.Errorf("Node %s %w", n.Name, err))
 		}
 	}
 	for name := range want {

@@ -369,13 +369,7 @@ func (r *run) nodeReady(ctx context.Context, name, v string, heartbeat time.Time
 		if got := n.Status.NodeInfo.KubeletVersion; got != v {
 			return fmt.Errorf("its kubelet reports %s", got)
 		}
-		if !kubeadm.NodeReady(n) {
-			return errors.New("not Ready")
-		}
-		if !kubeadm.ReadyHeartbeat(n).After(heartbeat) {
-			return fmt.Errorf("Ready only by the status posted at %s, before the kubelet's restart", heartbeat.Format(time.RFC3339))
-		}
-		return nil
+		return kubeadm.ReadySince(n, heartbeat)
 	})
 }
 
