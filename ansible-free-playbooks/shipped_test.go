@@ -196,6 +196,10 @@ func TestPrepareNodeAptRepository(t *testing.T) {
 	if m.Repo.URI != "https://pkgs.k8s.io/core:/stable:/v1.33/deb/" || m.Name[1] != "kubeadm=1.33.2-1.1" {
 		t.Errorf("-e kubernetes_version=v1.33.2: %+v %v", m.Repo, m.Name)
 	}
+	m, _ = renderTask(t, pb, "Kubernetes packages", shippedData(t, pb, map[string]string{"package_repository": "http://10.0.0.1:8080/k8s"})).(*aptModule)
+	if m.Repo.URI != "http://10.0.0.1:8080/k8s/v1.34/deb/" || m.Repo.KeyURL != "http://10.0.0.1:8080/k8s/v1.34/deb/Release.key" {
+		t.Errorf("-e package_repository=http://10.0.0.1:8080/k8s: %+v", m.Repo)
+	}
 	for _, name := range []string{"kubelet binary", "kubelet unit", "images"} {
 		if m := renderTask(t, pb, name, shippedData(t, pb, nil)); m != nil {
 			t.Errorf("%s runs without --binaries/--images", name)

@@ -169,7 +169,9 @@ var binaries = []string{"kubeadm", "kubelet", "kubectl"}
 
 // backup copies the node's binaries, kubelet configuration and static pod
 // manifests to backupDir once: a later run (after an interruption) keeps
-// the copy of what ran before the first one.
+// the copy of what ran before the first one. From packages, the running
+// packages, the node's repository and its keyring are added to it once too
+// (backupDir/apt), whichever way an earlier run went.
 func (nr *nodeRun) backup(ctx context.Context) error {
 	t := nr.t
 	res, err := t.n.Run(ctx, "dirname \"$(command -v kubelet)\"")
@@ -183,16 +185,20 @@ func (nr *nodeRun) backup(ctx context.Context) error {
 	dir := backupDir(nr.r.res.To)
 	script := fmt.Sprintf(`set -e
 d=%[1]s; bin=%[2]s
-[ -e "$d/done" ] && exit 0
-rm -rf "$d.tmp"; mkdir -p -m 0700 "$d.tmp"
-for b in %[3]s; do cp -p "$bin/$b" "$d.tmp/$b"; done
-cp -p %[4]s "$d.tmp/kubelet-config.yaml"
-[ ! -e %[5]s ] || cp -p %[5]s "$d.tmp/kubeadm-flags.env"
-[ ! -d %[6]s ] || cp -a %[6]s "$d.tmp/manifests"
-echo "$bin" > "$d.tmp/bin_dir"
-touch "$d.tmp/done"
-rm -rf "$d"; mv "$d.tmp" "$d"`, node.ShellQuote(dir), node.ShellQuote(nr.bin), strings.Join(binaries, " "),
+if [ ! -e "$d/done" ]; then
+  rm -rf "$d.tmp"; mkdir -p -m 0700 "$d.tmp"
+  for b in %[3]s; do cp -p "$bin/$b" "$d.tmp/$b"; done
+  cp -p %[4]s "$d.tmp/kubelet-config.yaml"
+  [ ! -e %[5]s ] || cp -p %[5]s "$d.tmp/kubeadm-flags.env"
+  [ ! -d %[6]s ] || cp -a %[6]s "$d.tmp/manifests"
+  echo "$bin" > "$d.tmp/bin_dir"
+  touch "$d.tmp/done"
+  rm -rf "$d"; mv "$d.tmp" "$d"
+fi`, node.ShellQuote(dir), node.ShellQuote(nr.bin), strings.Join(binaries, " "),
 		kubeadm.KubeletConfigFile, kubeadm.KubeletDir+"/kubeadm-flags.env", kubeadm.ManifestsDir)
+	if t.pkg != nil {
+		script += "\n" + nr.backupAptScript()
+	}
 	return nr.r.o.Status.Do(t.in.Name+": backup of its binaries and kubelet configuration in "+dir, func() error {
 		_, err := t.n.Run(ctx, script)
 		return err
@@ -208,12 +214,27 @@ func (nr *nodeRun) install(ctx context.Context, from, b string) error {
 	return err
 }
 
+// installTarget puts the target's bs in place: their packages (held), or
+// the staged binaries of Binaries.
+func (nr *nodeRun) installTarget(ctx context.Context, bs ...string) error {
+	if nr.t.pkg != nil {
+		_, err := nr.t.n.Run(ctx, installScript(aptDir(nr.r.res.To, ""), bs...))
+		return err
+	}
+	for _, b := range bs {
+		if err := nr.install(ctx, stageDir(nr.r.res.To), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // kubeadm runs kubeadm upgrade apply (the first control plane) or node with
 // the new kubeadm; a control plane's API server is out of the load
 // balancer meanwhile.
 func (nr *nodeRun) kubeadm(ctx context.Context) error {
 	t := nr.t
-	if err := nr.install(ctx, stageDir(nr.r.res.To), "kubeadm"); err != nil {
+	if err := nr.installTarget(ctx, "kubeadm"); err != nil {
 		return err
 	}
 	cmd := "kubeadm upgrade node"
@@ -297,13 +318,21 @@ func (nr *nodeRun) staticPods(ctx context.Context) error {
 	})
 }
 
-// kubelet replaces the kubelet and kubectl and restarts the kubelet; a
+// kubelet replaces the kubelet and kubectl (from packages: and switches
+// the node's repository to the target's minor) and restarts the kubelet; a
 // kubelet that keeps exiting fails at once, with its last words.
 func (nr *nodeRun) kubelet(ctx context.Context) error {
 	t := nr.t
-	return nr.r.o.Status.Do(t.in.Name+": kubelet and kubectl "+nr.r.res.To+", kubelet restarted", func() error {
-		for _, b := range []string{"kubelet", "kubectl"} {
-			if err := nr.install(ctx, stageDir(nr.r.res.To), b); err != nil {
+	title := t.in.Name + ": kubelet and kubectl " + nr.r.res.To + ", kubelet restarted"
+	if t.pkg != nil {
+		title = t.in.Name + ": kubelet and kubectl " + nr.r.res.To + " from " + t.pkg.uri + " (held, the node's repository switched to it), kubelet restarted"
+	}
+	return nr.r.o.Status.Do(title, func() error {
+		if err := nr.installTarget(ctx, "kubelet", "kubectl"); err != nil {
+			return err
+		}
+		if t.pkg != nil {
+			if err := nr.switchSource(ctx); err != nil {
 				return err
 			}
 		}
@@ -373,8 +402,9 @@ func (r *run) nodeReady(ctx context.Context, name, v string, heartbeat time.Time
 	})
 }
 
-// rollback puts the node back from its backup: binaries, kubelet
-// configuration, the kubelet restarted and Ready at its old version, the
+// rollback puts the node back from its backup: binaries (from packages:
+// the running packages, held, and the node's repository and keyring),
+// kubelet configuration, the kubelet restarted and Ready at its old version, the
 // API server back in the load balancer (apidrain.During already did) and
 // the node uncordoned.
 func (nr *nodeRun) rollback(ctx context.Context) error {
@@ -382,9 +412,15 @@ func (nr *nodeRun) rollback(ctx context.Context) error {
 	dir := backupDir(nr.r.res.To)
 	st := nr.r.o.Status.Start(t.in.Name + ": putting it back from " + dir)
 	err := func() error {
-		for _, b := range binaries {
-			if err := nr.install(ctx, dir, b); err != nil {
+		if t.pkg != nil {
+			if err := nr.rollbackPackages(ctx, dir); err != nil {
 				return err
+			}
+		} else {
+			for _, b := range binaries {
+				if err := nr.install(ctx, dir, b); err != nil {
+					return err
+				}
 			}
 		}
 		if _, err := t.n.Run(ctx, fmt.Sprintf(`set -e

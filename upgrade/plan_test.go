@@ -14,6 +14,17 @@ import (
 // rewrites it): the first control plane applies, the others run upgrade
 // node, workers in batches of MaxUnavailable, an upgraded node said so.
 func TestPlan(t *testing.T) {
+	for _, c := range []struct{ golden, binaries string }{
+		{"plan.golden", "bin/"},
+		{"plan-packages.golden", ""},
+	} {
+		t.Run(c.golden, func(t *testing.T) { testPlan(t, c.golden, c.binaries) })
+	}
+}
+
+// testPlan: with binaries "", the nodes' packages come from their
+// repositories (cp1's on another base).
+func testPlan(t *testing.T, goldenFile, binaries string) {
 	v := version.MustParseSemantic
 	mk := func(name string, role inventory.Role, cp, kubelet string) *target {
 		tg := &target{in: inventory.Node{Name: name, Role: role}, cp: role == inventory.RoleControlPlane, kubelet: v(kubelet)}
@@ -24,7 +35,7 @@ func TestPlan(t *testing.T) {
 		return tg
 	}
 	r := &run{
-		o:  Options{MaxUnavailable: 2, WorkDir: "prod.upgrade", Images: "images/"},
+		o:  Options{MaxUnavailable: 2, WorkDir: "prod.upgrade", Images: "images/", Binaries: binaries},
 		to: v("v1.34.4"),
 		targets: []*target{
 			mk("cp1", inventory.RoleControlPlane, "v1.33.13", "v1.33.13"),
@@ -41,10 +52,16 @@ func TestPlan(t *testing.T) {
 	for _, tg := range r.targets {
 		if !tg.done(r.to) {
 			todo = append(todo, tg)
+			if binaries == "" {
+				tg.pkg = &packages{uri: "https://pkgs.k8s.io/core:/stable:/v1.34/deb/"}
+			}
 		}
 	}
 	var out bytes.Buffer
 	r.o.Plan = &out
+	if binaries == "" {
+		todo[0].pkg.uri = "http://mirror.example/k8s/v1.34/deb/"
+	}
 	r.plan(todo)
-	golden.Check(t, "plan.golden", out.Bytes())
+	golden.Check(t, goldenFile, out.Bytes())
 }

@@ -19,34 +19,42 @@ var stagePlaybook []byte
 // stageDir holds the staged binaries of version v on a node.
 func stageDir(v string) string { return NodeDir + "/" + v }
 
-// stage uploads the target's kubeadm, kubelet and kubectl into stageDir and
-// imports the images on every node to upgrade (the playbook engine: only
-// what differs is sent), then checks that each staged binary answers the
-// target version on its node.
+// stage puts the target's kubeadm, kubelet and kubectl into stageDir on
+// every node to upgrade: uploaded from Binaries (the playbook engine: only
+// what differs is sent) or extracted from the packages stagePackages
+// fetches; it imports the images of Images, then checks that each staged
+// binary answers the target version on its node.
 func (r *run) stage(ctx context.Context, todo []*target) error {
 	pb, err := playbooks.Parse("upgrade/stage.yaml", stagePlaybook, nil)
 	if err != nil {
 		return err
 	}
-	bin, err := filepath.Abs(r.o.Binaries)
-	if err != nil {
-		return err
-	}
-	vars := map[string]string{"binaries": bin, "stage": stageDir(r.res.To)}
-	if r.o.Images != "" {
-		if vars["images"], err = filepath.Abs(r.o.Images); err != nil {
-			return err
+	vars := map[string]string{"stage": stageDir(r.res.To)}
+	for k, dir := range map[string]string{"binaries": r.o.Binaries, "images": r.o.Images} {
+		if dir != "" {
+			if vars[k], err = filepath.Abs(dir); err != nil {
+				return err
+			}
 		}
 	}
 	var nodes []inventory.Node
 	for _, t := range todo {
 		nodes = append(nodes, t.in)
 	}
-	if err := r.o.Status.Do(fmt.Sprintf("stage kubeadm, kubelet, kubectl %s on %d nodes", r.res.To, len(nodes)), func() error {
+	what := "the images"
+	if r.o.Binaries != "" {
+		what = "kubeadm, kubelet, kubectl " + r.res.To
+	}
+	if err := r.o.Status.Do(fmt.Sprintf("stage %s on %d nodes", what, len(nodes)), func() error {
 		_, err := playbooks.Run(ctx, pb, playbooks.Options{Inventory: r.o.Inventory, Nodes: nodes, Connector: r.o.Connector, ExtraVars: vars})
 		return err
 	}); err != nil {
 		return err
+	}
+	if r.o.Binaries == "" {
+		if err := r.stagePackages(ctx, todo); err != nil {
+			return err
+		}
 	}
 	return eachTarget(ctx, todo, r.checkStaged)
 }
@@ -79,13 +87,17 @@ func versionCmd(dir, b string) string {
 }
 
 func (r *run) checkStaged(ctx context.Context, t *target) error {
-	for _, b := range []string{"kubeadm", "kubelet", "kubectl"} {
+	for _, b := range binaries {
+		src := r.o.Binaries + "/" + b
+		if t.pkg != nil {
+			src = "the " + b + " of " + t.pkg.uri
+		}
 		res, err := t.n.Run(ctx, versionCmd(stageDir(r.res.To), b))
 		if err != nil {
-			return fmt.Errorf("node %s: %s/%s: %w", t.in.Name, r.o.Binaries, b, err)
+			return fmt.Errorf("node %s: %s: %w", t.in.Name, src, err)
 		}
 		if got := strings.TrimSpace(string(res.Stdout)); got != r.res.To {
-			return fmt.Errorf("node %s: %s/%s is %q, not %s", t.in.Name, r.o.Binaries, b, got, r.res.To)
+			return fmt.Errorf("node %s: %s is %q, not %s", t.in.Name, src, got, r.res.To)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,12 @@ type Options struct {
 	// Binaries is a local directory holding the target's kubeadm, kubelet
 	// and kubectl; Images one of image tarballs imported on every node.
 	Binaries, Images string
+	// PackageRepository is the base of the per-minor Kubernetes apt
+	// repositories (<base>/v1.34/deb/) the packages come from without
+	// Binaries (default: the base each node's repository already has,
+	// pkgs.k8s.io's https://pkgs.k8s.io/core:/stable: as prepare-node sets it
+	// up).
+	PackageRepository string
 	// MaxUnavailable workers are upgraded at once (default 1).
 	MaxUnavailable int
 	DryRun         bool
@@ -117,6 +124,9 @@ type target struct {
 	kubelet      *version.Version
 	obj          *corev1.Node
 	res          *NodeResult
+	// pkg is the node's Kubernetes repository and packages (the online
+	// path, without Options.Binaries).
+	pkg *packages
 }
 
 func (t *target) done(to *version.Version) bool {
@@ -186,12 +196,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		r.o.Status.Printf("every selected node runs %s: nothing to do", to)
 		return r.res, nil
 	}
+	if o.Binaries == "" {
+		if why := r.packageFacts(ctx, todo); len(why) > 0 {
+			return nil, fmt.Errorf("%w: kubeadm, kubelet and kubectl %s from the Kubernetes apt repository:\n  %s", ErrRefused, to, strings.Join(why, "\n  "))
+		}
+	}
 	if o.DryRun {
 		r.plan(todo)
 		return r.res, nil
-	}
-	if o.Binaries == "" {
-		return nil, fmt.Errorf("%w: --binaries DIR is required (kubeadm, kubelet and kubectl %s): installing them from pkgs.k8s.io is not supported yet", ErrRefused, to)
 	}
 	// Staged and checked on every node before any change.
 	if err := r.stage(ctx, todo); err != nil {
@@ -431,8 +443,18 @@ func (r *run) plan(todo []*target) {
 		w = io.Discard
 	}
 	fmt.Fprintf(w, "upgrade to %s (dry run: nothing changed)\n", r.res.To)
-	fmt.Fprintf(w, "before any change: stage kubeadm, kubelet, kubectl%s on %d nodes; kubeadm upgrade plan; an etcd snapshot into %s\n",
-		map[bool]string{true: " and the images of " + r.o.Images, false: ""}[r.o.Images != ""], len(todo), r.o.WorkDir)
+	from := "of " + r.o.Binaries
+	if r.o.Binaries == "" {
+		var uris []string
+		for _, t := range todo {
+			if !slices.Contains(uris, t.pkg.uri) {
+				uris = append(uris, t.pkg.uri)
+			}
+		}
+		from = "from " + strings.Join(uris, ", ") + " (and the running packages, the way back)"
+	}
+	fmt.Fprintf(w, "before any change: stage kubeadm, kubelet, kubectl %s%s on %d nodes; kubeadm upgrade plan; an etcd snapshot into %s\n",
+		from, map[bool]string{true: " and the images of " + r.o.Images, false: ""}[r.o.Images != ""], len(todo), r.o.WorkDir)
 	apply := r.clusterVersion != r.res.To
 	batch := 0
 	for _, t := range todo {

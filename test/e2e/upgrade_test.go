@@ -95,17 +95,21 @@ spec:
 `
 
 // TestUpgrade forms a cluster of 3 control planes and 2 workers behind lb1
-// at the lab's previous minor and upgrades it to the lab's version with
-// `kbootstrap upgrade`, while a client polls the API through lb1 every 0.5 s
+// at the lab's previous minor, installed from the lab's stand-in for
+// pkgs.k8s.io (a signed apt repository per minor served from this machine),
+// and upgrades it to the lab's version with `kbootstrap upgrade` from the
+// next minor's repository (packages held, every node's repository switched),
+// while a client polls the API through lb1 every 0.5 s
 // (no request may fail) and a Deployment of 2 pods guarded by a
 // PodDisruptionBudget (minAvailable 1) keeps a ready pod throughout.
 // Refused before any change: a skipped minor, a downgrade, workers before
 // the control planes. --dry-run changes nothing. The first run is
 // interrupted (SIGTERM) during the second control plane: that node is
 // finished, the third untouched; a run of the control planes completes
-// them. A kubelet that cannot start (a broken binary in --binaries) on
-// worker1 is put back: worker1 Ready at its old version, uncordoned, worker2
-// untouched. Then the whole run finishes and another changes nothing.
+// them. A kubelet that cannot start on worker1 (from a repository whose
+// kubelet is broken, then from --binaries) is put back: worker1 Ready at
+// its old version and packages, its repository the old minor's, uncordoned,
+// worker2 untouched. A node without the repository is refused. Then the whole run finishes and another changes nothing.
 // verify passes before and after.
 // Afterwards every component runs what the new kubeadm names.
 //
@@ -117,6 +121,7 @@ func TestUpgrade(t *testing.T) {
 	start := time.Now()
 	uc := upgradeCluster(t, prevBin, prevImages, prev)
 	l, dir, inv, kubeconfig, cs, pause := uc.l, uc.dir, uc.inv, uc.kubeconfig, uc.cs, uc.pause
+
 	all := []string{"lb1", "cp1", "cp2", "cp3", "worker1", "worker2"}
 	cps, workers := all[1:4], all[4:]
 	to := lab.KubernetesVersion
@@ -161,22 +166,42 @@ func TestUpgrade(t *testing.T) {
 		}
 	}
 	before := versions()
+	// Installed by prepare-node from the previous minor's repository, held.
+	packages := func(n string) string {
+		t.Helper()
+		return strings.TrimSpace(mustSh(t, l, n, `dpkg-query -W -f='${Package}=${Version} ' kubeadm kubelet kubectl; apt-mark showhold | tr '\n' ' '; grep -o '/v1\.[0-9]*/deb/' /etc/apt/sources.list.d/kubernetes.list`))
+	}
+	p := strings.TrimPrefix(prev, "v") + "-1.1"
+	oldPackages := "kubeadm=" + p + " kubectl=" + p + " kubelet=" + p + " kubeadm kubectl kubelet /" + minor(prev) + "/deb/"
+	for _, n := range all[1:] {
+		if got := packages(n); got != oldPackages {
+			t.Errorf("%s after prepare-node: packages, holds and repository %q, want %q", n, got, oldPackages)
+		}
+	}
 
 	// Refused before any change, each naming why.
 	for _, c := range []struct{ to, want string }{
 		{"v1.35.0", "one minor at a time"},
 		{"v1.32.0", "downgrade"},
 	} {
-		r := kbRun(t, nil, "-i", inv, "upgrade", "--to", c.to, "--binaries", bin, "--yes", "--work-dir", work)
+		r := kbRun(t, nil, "-i", inv, "upgrade", "--to", c.to, "--yes", "--work-dir", work)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) || !strings.Contains(r.stderr, "cp1") {
 			t.Errorf("upgrade --to %s: exit %d, want 2 naming cp1 and %q\n%s", c.to, r.code, c.want, r.stderr)
 		}
 	}
-	r := kbRun(t, nil, "-i", inv, "upgrade", "--dry-run", "--binaries", bin)
+	// From packages: every node's repository is read; one that has none
+	// is refused, named with the file.
+	labExecIn(t, l, "worker2", "mv /etc/apt/sources.list.d/kubernetes.list /root/kubernetes.list")
+	r := kbRun(t, nil, "-i", inv, "upgrade", "--dry-run")
+	if r.code != 2 || !strings.Contains(r.stderr, "worker2: ") || !strings.Contains(r.stderr, "/etc/apt/sources.list.d/kubernetes.list") {
+		t.Errorf("upgrade --dry-run with worker2's repository gone: exit %d, want 2 naming worker2 and its kubernetes.list\n%s", r.code, r.stderr)
+	}
+	labExecIn(t, l, "worker2", "mv /root/kubernetes.list /etc/apt/sources.list.d/kubernetes.list")
+	r = kbRun(t, nil, "-i", inv, "upgrade", "--dry-run")
 	if r.code != 0 {
 		t.Fatalf("upgrade --dry-run: exit %d", r.code)
 	}
-	for _, want := range []string{"cp1 (control plane, v" + strings.TrimPrefix(prev, "v") + "): drain; API server out of the load balancer; etcd leadership off it; kubeadm upgrade apply " + to,
+	for _, want := range []string{"stage kubeadm, kubelet, kubectl from " + uc.repo + "/" + lab.AptBase + "/" + minor(to) + "/deb/", "cp1 (control plane, v" + strings.TrimPrefix(prev, "v") + "): drain; API server out of the load balancer; etcd leadership off it; kubeadm upgrade apply " + to,
 		"cp2 (control plane", "kubeadm upgrade node", "worker2 (worker", "batch 2"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the plan lacks %q:\n%s", want, r.stdout)
@@ -213,7 +238,7 @@ func TestUpgrade(t *testing.T) {
 		if strings.Contains(line, "cp2: ") && signalled.CompareAndSwap(false, true) {
 			p.Signal(syscall.SIGTERM)
 		}
-	}, "-i", inv, "upgrade", "--binaries", bin, "--images", images, "--yes", "--work-dir", work)
+	}, "-i", inv, "upgrade", "--images", images, "--yes", "--work-dir", work)
 	if !signalled.Load() || r.code == 0 || !strings.Contains(r.stderr, "interrupted") {
 		t.Fatalf("upgrade interrupted at cp2: signalled %v, exit %d, want an error saying it was interrupted\n%s", signalled.Load(), r.code, r.stderr)
 	}
@@ -228,16 +253,18 @@ func TestUpgrade(t *testing.T) {
 	}
 
 	// 2. Workers wait for every control plane.
-	r = kbRun(t, nil, "-i", inv, "--host", "worker1", "upgrade", "--binaries", bin, "--yes", "--work-dir", work)
+	r = kbRun(t, nil, "-i", inv, "--host", "worker1", "upgrade", "--yes", "--work-dir", work)
 	if r.code != 2 || !strings.Contains(r.stderr, "after every control plane") {
 		t.Errorf("upgrade --host worker1 with cp3 not upgraded: exit %d, want 2 saying workers come after every control plane\n%s", r.code, r.stderr)
 	}
 	// 3. The control planes completed by a second run.
-	if r = kbRun(t, nil, "-i", inv, "--role", "control-plane", "upgrade", "--binaries", bin, "--images", images, "--yes", "--work-dir", work); r.code != 0 {
+	if r = kbRun(t, nil, "-i", inv, "--role", "control-plane", "upgrade", "--images", images, "--yes", "--work-dir", work); r.code != 0 {
 		t.Fatalf("upgrade of the control planes after the interruption: exit %d", r.code)
 	}
 
-	// 4. A kubelet that cannot start, on worker1: put back.
+	// 4. A kubelet that cannot start, on worker1: put back. Its package
+	// comes from a repository whose kubelet is broken (--package-repository),
+	// then from --binaries holding that kubelet.
 	broken := filepath.Join(dir, "broken")
 	if err := os.MkdirAll(broken, 0o755); err != nil {
 		t.Fatal(err)
@@ -248,13 +275,21 @@ func TestUpgrade(t *testing.T) {
 		}
 	}
 	writeFile(t, broken, "kubelet", "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Kubernetes "+to+"'; exit 0; fi\necho 'kubelet: cannot start (a broken build)' >&2\nexit 1\n", 0o755)
-	r = kbRun(t, nil, "-i", inv, "--host", "worker1", "upgrade", "--binaries", broken, "--images", images, "--yes", "--work-dir", work)
-	if r.code != 2 || !strings.Contains(r.stderr, "worker1") || !strings.Contains(r.stderr, "put back") {
-		t.Errorf("upgrade of worker1 with a broken kubelet: exit %d, want 2 naming worker1, put back\n%s", r.code, r.stderr)
+	if err := lab.AptRepo(context.Background(), filepath.Join(uc.root, "broken"), lab.AptPackages{Version: to, Revision: "1.1", Bin: broken}); err != nil {
+		t.Fatal(err)
 	}
-	v = versions()
-	if v["worker1"] != before["worker1"] || v["worker2"] != before["worker2"] {
-		t.Errorf("after the failed worker1: worker1 %q, worker2 %q, want both %q", v["worker1"], v["worker2"], before["worker1"])
+	for _, src := range [][]string{{"--package-repository", uc.repo + "/broken/" + lab.AptBase}, {"--binaries", broken}} {
+		r = kbRun(t, nil, append([]string{"-i", inv, "--host", "worker1", "upgrade", "--images", images, "--yes", "--work-dir", work}, src...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "worker1") || !strings.Contains(r.stderr, "put back") {
+			t.Errorf("upgrade of worker1 with a broken kubelet (%s): exit %d, want 2 naming worker1, put back\n%s", src[0], r.code, r.stderr)
+		}
+		v = versions()
+		if v["worker1"] != before["worker1"] || v["worker2"] != before["worker2"] {
+			t.Errorf("after the failed worker1 (%s): worker1 %q, worker2 %q, want both %q", src[0], v["worker1"], v["worker2"], before["worker1"])
+		}
+		if got := packages("worker1"); got != oldPackages {
+			t.Errorf("after the failed worker1 (%s): its packages, holds and repository %q, want %q", src[0], got, oldPackages)
+		}
 	}
 	for _, w := range workers {
 		n, err := cs.CoreV1().Nodes().Get(context.Background(), w, metav1.GetOptions{})
@@ -272,7 +307,7 @@ func TestUpgrade(t *testing.T) {
 	}
 
 	// 5. The whole run finishes; another changes nothing.
-	if r = kbRun(t, nil, "-i", inv, "upgrade", "--binaries", bin, "--images", images, "--yes", "--work-dir", work); r.code != 0 {
+	if r = kbRun(t, nil, "-i", inv, "upgrade", "--images", images, "--yes", "--work-dir", work); r.code != 0 {
 		t.Fatalf("upgrade: exit %d", r.code)
 	}
 	ok, failed, errs := api.StopLog(t)
@@ -288,7 +323,7 @@ func TestUpgrade(t *testing.T) {
 	if _, vr := kbVerify(t, inv); vr.code != 0 {
 		t.Errorf("verify after the upgrade: exit %d", vr.code)
 	}
-	r = kbRun(t, nil, "-i", inv, "upgrade", "--binaries", bin, "--yes", "--work-dir", work)
+	r = kbRun(t, nil, "-i", inv, "upgrade", "--yes", "--work-dir", work)
 	if r.code != 0 || !strings.Contains(r.stdout, "nothing changed") {
 		t.Errorf("upgrade of an upgraded cluster: exit %d, want 0 and nothing changed\n%s", r.code, r.stdout)
 	}
@@ -333,6 +368,13 @@ func TestUpgrade(t *testing.T) {
 			t.Errorf("Node %s: kubelet %s, unschedulable %v, Ready %v; want %s, schedulable, Ready", n.Name, n.Status.NodeInfo.KubeletVersion, n.Spec.Unschedulable, kubeadm.NodeReady(&n), to)
 		}
 	}
+	// Installed from the packages, held, the repositories switched.
+	p = strings.TrimPrefix(to, "v") + "-1.1"
+	for _, n := range all[1:] {
+		if got, want := packages(n), "kubeadm="+p+" kubectl="+p+" kubelet="+p+" kubeadm kubectl kubelet /"+minor(to)+"/deb/"; got != want {
+			t.Errorf("%s: packages, holds and repository %q, want %q", n, got, want)
+		}
+	}
 	for _, cp := range cps {
 		if n := strings.Fields(mustSh(t, l, cp, "ls -d /etc/kubernetes/tmp/kubeadm-backup-* 2>/dev/null; true")); len(n) > 6 {
 			t.Errorf("%s keeps %d kubeadm backups, want at most 3 of each kind: %v", cp, len(n), n)
@@ -341,22 +383,41 @@ func TestUpgrade(t *testing.T) {
 	t.Logf("timing: TestUpgrade %s", time.Since(start).Round(time.Second))
 }
 
+// minor is v1.34 of v1.34.4.
+func minor(v string) string { return v[:strings.LastIndex(v, ".")] }
+
 // formedCluster is a cluster of upgradeSpec formed at the previous minor.
 type formedCluster struct {
 	l                    *lab.Lab
 	dir, inv, kubeconfig string
 	cs                   kubernetes.Interface
 	pause                string // the previous minor's pause image
+	// repo is the URL of the lab's apt repositories (lab.AptRepo) of both
+	// minors, root the directory it serves.
+	repo, root string
 }
 
 // upgradeCluster forms the cluster of upgradeSpec (3 control planes behind
-// lb1, 2 workers) at the previous minor, air-gapped, and writes the
+// lb1, 2 workers) at the previous minor, its kubeadm, kubelet and kubectl
+// installed by prepare-node from the lab's stand-in for pkgs.k8s.io (the
+// packages of both minors, served from this machine), and writes the
 // inventory of the lab's version (the target) next to it.
 func upgradeCluster(t *testing.T, prevBin, prevImages, prev string) formedCluster {
 	t.Helper()
 	l := labFor(t, upgradeSpec)
 	dir := t.TempDir()
 	all := []string{"lb1", "cp1", "cp2", "cp3", "worker1", "worker2"}
+	root := filepath.Join(dir, "apt")
+	if err := lab.AptRepo(context.Background(), root,
+		lab.AptPackages{Version: prev, Revision: "1.1", Bin: prevBin},
+		lab.AptPackages{Version: lab.KubernetesVersion, Revision: "1.1", Bin: artifactsBin()}); err != nil {
+		t.Fatal(err)
+	}
+	repo, stop, err := l.ServeAptRepo(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
 	waitSystemd(t, l, all...)
 	nodes, err := l.InventoryNodes(true, all...)
 	if err != nil {
@@ -365,8 +426,8 @@ func upgradeCluster(t *testing.T, prevBin, prevImages, prev string) formedCluste
 	oldInv := writeFile(t, dir, "old.yaml", l.InventoryYAML(lab.InventorySpec{Name: "upgr", KubernetesVersion: prev, Nodes: nodes}), 0o644)
 	inv := writeFile(t, dir, "kbootstrap.yaml", l.InventoryYAML(lab.InventorySpec{Name: "upgr", Nodes: nodes}), 0o644)
 	pause := "registry.k8s.io/pause:3.10"
-	if r := kbRun(t, nil, "-i", oldInv, "playbook", "run", "prepare-node", "--binaries", prevBin, "--images", prevImages, "-e", "sandbox_image="+pause); r.code != 0 {
-		t.Fatalf("prepare-node %s: exit %d", prev, r.code)
+	if r := kbRun(t, nil, "-i", oldInv, "playbook", "run", "prepare-node", "--images", prevImages, "-e", "sandbox_image="+pause, "-e", "package_repository="+repo+"/"+lab.AptBase); r.code != 0 {
+		t.Fatalf("prepare-node %s from %s: exit %d", prev, repo, r.code)
 	}
 	kubeconfig := filepath.Join(dir, "upgr.kubeconfig")
 	if r := kbRun(t, nil, "-i", oldInv, "init", "--kubeconfig-out", kubeconfig); r.code != 0 {
@@ -377,5 +438,5 @@ func upgradeCluster(t *testing.T, prevBin, prevImages, prev string) formedCluste
 	if err != nil {
 		t.Fatal(err)
 	}
-	return formedCluster{l: l, dir: dir, inv: inv, kubeconfig: kubeconfig, cs: kubernetes.NewForConfigOrDie(cfg), pause: pause}
+	return formedCluster{l: l, dir: dir, inv: inv, kubeconfig: kubeconfig, cs: kubernetes.NewForConfigOrDie(cfg), pause: pause, repo: repo, root: root}
 }

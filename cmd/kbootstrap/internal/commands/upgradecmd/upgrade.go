@@ -15,17 +15,17 @@ import (
 )
 
 type flags struct {
-	to, binaries, images, workDir string
-	maxUnavailable, keep          int
-	dryRun, yes                   bool
-	timeout, drainTimeout         time.Duration
+	to, binaries, images, workDir, packageRepository string
+	maxUnavailable, keep                             int
+	dryRun, yes                                      bool
+	timeout, drainTimeout                            time.Duration
 }
 
 // NewCommand returns `upgrade`.
 func NewCommand(g *cli.Globals) *cobra.Command {
 	var f flags
 	cmd := &cobra.Command{
-		Use:   "upgrade [--to VERSION] --binaries DIR [--images DIR] [--max-unavailable N] [--dry-run] [--yes]",
+		Use:   "upgrade [--to VERSION] [--binaries DIR | --package-repository URL] [--images DIR] [--max-unavailable N] [--dry-run] [--yes]",
 		Short: "Upgrade the cluster to the next Kubernetes minor (or a patch), one node at a time",
 		Long: `Upgrade the cluster of the inventory to --to (default: the inventory's
 kubernetesVersion), as kubeadm's own procedure, one node at a time.
@@ -33,9 +33,19 @@ kubernetesVersion), as kubeadm's own procedure, one node at a time.
 Before any change: the version skew policy (one minor at a time, no downgrade,
 no kubelet newer than the API servers), every node reachable and Ready, etcd
 healthy with every member, no certificate expiring within a day, the new
-kubeadm, kubelet and kubectl of --binaries staged on every node (and the images
-of --images imported) and answering the target version, 'kubeadm upgrade plan'
-accepted; then a verified etcd snapshot into --work-dir.
+kubeadm, kubelet and kubectl staged on every node (and the images of --images
+imported) and answering the target version, 'kubeadm upgrade plan' accepted;
+then a verified etcd snapshot into --work-dir.
+
+The new binaries come from --binaries DIR (air-gapped), or else from the
+Kubernetes apt repository each node already uses
+(/etc/apt/sources.list.d/kubernetes.list, as prepare-node writes it): that
+repository is per minor (https://pkgs.k8s.io/core:/stable:/v1.34/deb/), so the
+target's is the node's with its minor switched, on another base with
+--package-repository. Staging fetches the target's packages and the running
+ones (the way back) with an apt configuration of its own; the node's turn
+installs the new ones held and switches the node's repository to the new
+minor.
 
 Control planes one at a time (kubeadm upgrade apply on the first, upgrade node
 on the others, the API server out of the load balancer meanwhile), then workers
@@ -45,7 +55,7 @@ replaced, kubelet restarted, gated (static pods at the new version and healthy,
 etcd healthy, Node Ready at the new version), uncordoned.
 
 A node that fails is put back from the copy taken before its first change
-(binaries, kubelet configuration), uncordoned and Ready, and the run stops with
+(binaries or packages and repository, kubelet configuration), uncordoned and Ready, and the run stops with
 exit 2 naming it. An interrupt (Ctrl-C, SIGTERM) finishes the node under way and
 stops. Running again finishes the job; on an upgraded cluster it changes nothing.
 --host limits the run to some nodes (workers only once every control plane is
@@ -75,7 +85,7 @@ upgraded).`,
 			}
 			res, err := upgrade.Run(cmd.Context(), upgrade.Options{
 				Inventory: inv, Nodes: sel, Connector: pool, Status: st, Plan: plan,
-				To: f.to, Binaries: f.binaries, Images: f.images, MaxUnavailable: f.maxUnavailable,
+				To: f.to, Binaries: f.binaries, Images: f.images, PackageRepository: f.packageRepository, MaxUnavailable: f.maxUnavailable,
 				DryRun: f.dryRun, WorkDir: f.workDir, Keep: f.keep, Timeout: f.timeout, DrainTimeout: f.drainTimeout,
 			})
 			if res != nil {
@@ -103,6 +113,7 @@ upgraded).`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.to, "to", "", "the version to upgrade to (default: the inventory's kubernetesVersion)")
 	fl.StringVar(&f.binaries, "binaries", "", "a local directory holding the target's kubeadm, kubelet and kubectl (Linux, the nodes' architecture)")
+	fl.StringVar(&f.packageRepository, "package-repository", "", "without --binaries: the base of the per-minor Kubernetes apt repositories, BASE/vX.Y/deb/ (default: the base of each node's own, e.g. "+upgrade.DefaultPackageRepository+")")
 	fl.StringVar(&f.images, "images", "", "a local directory of image tarballs to import on every node (air-gapped)")
 	fl.IntVar(&f.maxUnavailable, "max-unavailable", 1, "workers upgraded at once")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "check everything and print the plan per node; change nothing")
@@ -111,5 +122,6 @@ upgraded).`,
 	fl.IntVar(&f.keep, "keep", 3, "kubeadm's backups of each kind kept in /etc/kubernetes/tmp on each node")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "bound on each wait (components healthy, Node Ready)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 5*time.Minute, "bound on one node's drain (it fails naming the pods that block it)")
+	cmd.MarkFlagsMutuallyExclusive("binaries", "package-repository")
 	return cmd
 }
