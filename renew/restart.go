@@ -15,8 +15,10 @@ import (
 
 // restartAll drains the node's API server from the load balancer
 // (apidrain), restarts its static pods one at a time, gates on the health of
-// all of them and undrains it.
-func (o Options) restartAll(ctx context.Context, t *target, want []string) (err error) {
+// all of them and undrains it. started (when not nil) is told of each
+// component before its restart begins. With nothing to restart it only
+// gates on their health.
+func (o Options) restartAll(ctx context.Context, t *target, want []string, started func(c string)) (err error) {
 	all, err := o.present(ctx, t.n)
 	if err != nil {
 		return err
@@ -28,10 +30,16 @@ func (o Options) restartAll(ctx context.Context, t *target, want []string) (err 
 		}
 	}
 	if len(cs) == 0 {
-		return nil
+		st := o.Status.Start(t.name + ": " + strings.Join(all, ", ") + " healthy")
+		err := o.healthAll(ctx, t, healthOrder(all), false)
+		st.End(err)
+		return err
 	}
 	restart := func() error {
 		for _, c := range cs {
+			if started != nil {
+				started(c)
+			}
 			st := o.Status.Start(t.name + ": restarting " + c)
 			err := o.restart(ctx, t, c)
 			st.End(err)
@@ -81,12 +89,12 @@ func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
 	return out, nil
 }
 
-// restart stops c's container and the kubelet starts a new one, which reads
-// the renewed files; it waits until that runs and is healthy. The pod and
-// its manifest stay as they are: an interrupt leaves nothing aside. The
-// kubelet starts it at once unless the container restarted less than 10
-// minutes before (a retried renewal, a rollback): then after its doubling
-// back-off (10 s, 20 s, 40 s...), which the wait (Timeout) covers.
+// restart restarts c's static pod (kubeadm.Restart: a new restarted-at
+// annotation in its manifest, so no crash-loop back-off of a container
+// restarted minutes before, by a retried renewal or a rollback, delays it),
+// whose new container reads the renewed files; it waits until that runs and
+// is healthy. Nothing is left aside: an interrupt leaves the manifest in
+// place.
 func (o Options) restart(ctx context.Context, t *target, c string) error {
 	return kubeadm.Restart(ctx, t.n, c,
 		func(what string, f func(context.Context) error) error { return o.poll(ctx, what, f) },
@@ -94,7 +102,7 @@ func (o Options) restart(ctx context.Context, t *target, c string) error {
 }
 
 // restartAll is the "restart" step: the static pods that read the renewed
-// files.
+// files, each noted in r.restarted before its restart begins.
 func (r *nodeRun) restartAll(ctx context.Context) error {
-	return r.o.restartAll(ctx, r.t, restarted(r.o.Certs))
+	return r.o.restartAll(ctx, r.t, restarted(r.o.Certs), func(c string) { r.restarted = append(r.restarted, c) })
 }

@@ -43,6 +43,9 @@ type nodeRun struct {
 	cluster *clusterLock
 	pre     *pki.Result // the audit under the lock, before any change
 	archive string      // the backup archive on the node
+	// restarted are the static pods the restart step began restarting:
+	// the ones a rollback restarts.
+	restarted []string
 }
 
 // renewNode runs the steps on t; on a failure after the backup it restores
