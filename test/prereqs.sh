@@ -35,6 +35,10 @@ if [[ $what == test ]]; then
 		"parallel-ssh pssh" # bench/exec compares against it
 		"vagrant vagrant"   # vagrant validate of the Vagrantfile
 		"/usr/share/doc/vagrant-libvirt vagrant-libvirt" # its provider (validate needs one)
+		"gpg gpg"                   # the lab's apt repository is signed (TestUpgrade)
+		"/usr/bin/gpg-agent gpg-agent"
+		"gpgconf gpgconf"
+		"dpkg-deb dpkg"             # its packages
 	)
 fi
 
