@@ -41,9 +41,12 @@ func (r *run) stage(ctx context.Context, todo []*target) error {
 	for _, t := range todo {
 		nodes = append(nodes, t.in)
 	}
-	what := "the images"
-	if r.o.Binaries != "" {
-		what = "kubeadm, kubelet, kubectl " + r.res.To
+	what := "kubeadm, kubelet, kubectl " + r.res.To
+	switch {
+	case r.o.Binaries == "" && r.o.Images == "":
+		what = "the directory " + stageDir(r.res.To)
+	case r.o.Binaries == "":
+		what = "the images"
 	}
 	if err := r.o.Status.Do(fmt.Sprintf("stage %s on %d nodes", what, len(nodes)), func() error {
 		_, err := playbooks.Run(ctx, pb, playbooks.Options{Inventory: r.o.Inventory, Nodes: nodes, Connector: r.o.Connector, ExtraVars: vars})
