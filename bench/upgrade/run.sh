@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Upgrade benchmark (issue 15, item 4): one `kbootstrap upgrade` of 3
 # control planes and 2 workers behind lb1 from the lab's previous minor to
-# its version, air-gapped; its wall time against the time spent inside
+# its version (air-gapped, or from packages); its wall time against the time spent inside
 # kubeadm upgrade apply|node and the kubelet restarts, in the same
 # invocation (read from the run's own JSON report), the required waits
 # (drains, Nodes Ready) apart, and the time per node.
 #
-#   bench/upgrade/run.sh
+#   bench/upgrade/run.sh                           # air-gapped, --binaries
+#   KBOOTSTRAP_BENCH_SOURCE=packages bench/upgrade/run.sh   # from the lab's apt repository
 #
 # Needs root and the upstream binaries of both minors (make lab-artifacts
 # lab-artifacts-previous). The report is also written to .lab/bench-upgrade.out.

@@ -38,8 +38,14 @@ func TestUpgradeBench(t *testing.T) {
 	uc := upgradeCluster(t, prevBin, prevImages, prev)
 	bin := artifactsBin()
 	images := filepath.Join(filepath.Dir(bin), "images")
+	// KBOOTSTRAP_BENCH_SOURCE=packages: from the lab's apt repository (the
+	// nodes were installed from it) instead of --binaries.
+	source := []string{"--binaries", bin}
+	if os.Getenv("KBOOTSTRAP_BENCH_SOURCE") == "packages" {
+		source = nil
+	}
 	start := time.Now()
-	r := kbRun(t, nil, "-i", uc.inv, "-o", "json", "upgrade", "--binaries", bin, "--images", images, "--yes", "--work-dir", filepath.Join(uc.dir, "work"))
+	r := kbRun(t, nil, append([]string{"-i", uc.inv, "-o", "json", "upgrade", "--images", images, "--yes", "--work-dir", filepath.Join(uc.dir, "work")}, source...)...)
 	wall := time.Since(start).Seconds()
 	if r.code != 0 {
 		t.Fatalf("upgrade: exit %d", r.code)
@@ -50,7 +56,11 @@ func TestUpgradeBench(t *testing.T) {
 	}
 	var kubeadm, kubelet, waits float64
 	var b strings.Builder
-	fmt.Fprintf(&b, "upgrade %s -> v1.34.4 of 3 control planes + 2 workers behind lb1 (lab)\n", prev)
+	from := "--binaries"
+	if source == nil {
+		from = "packages of the lab's apt repository"
+	}
+	fmt.Fprintf(&b, "upgrade %s -> v1.34.4 of 3 control planes + 2 workers behind lb1 (lab), from %s\n", prev, from)
 	for _, n := range res.Nodes {
 		kubeadm += n.KubeadmSeconds
 		var steps []string
