@@ -8,7 +8,7 @@ import (
 	"regexp"
 	"strings"
 
-	"golang.org/x/crypto/openpgp/armor" //nolint:staticcheck // only to dearmor a repository key for a binary keyring
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	playbooks "github.com/kbootstrap/kbootstrap/ansible-free-playbooks"
 	"github.com/kbootstrap/kbootstrap/node"

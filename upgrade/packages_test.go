@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/openpgp/armor" //nolint:staticcheck // to armor a test key
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/kbootstrap/kbootstrap/internal/golden"
 )
