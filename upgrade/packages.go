@@ -176,7 +176,7 @@ func (r *run) readPackages(ctx context.Context, t *target) (*packages, error) {
 			return nil, fmt.Errorf("package %s is not installed (the binaries were not installed from %s? give --binaries DIR)", b, src.uri)
 		}
 	}
-	if up, _, _ := strings.Cut(p.installed["kubelet"], "-"); "v"+up != "v"+t.kubelet.String() {
+	if up, _, _ := strings.Cut(p.installed["kubelet"], "-"); up != t.kubelet.String() {
 		return nil, fmt.Errorf("package kubelet is %s but the kubelet reports v%s: it was replaced outside apt; give --binaries DIR", p.installed["kubelet"], t.kubelet)
 	}
 	return p, nil
