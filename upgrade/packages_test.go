@@ -2,12 +2,18 @@ package upgrade
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/kbootstrap/kbootstrap/internal/golden"
+	"github.com/kbootstrap/kbootstrap/node"
 )
 
 // TestParseSources: the per-minor Kubernetes repository of a
@@ -91,4 +97,62 @@ func TestPackageScripts(t *testing.T) {
 	golden.Check(t, "extract.sh", []byte(extractScript(aptDir("v1.34.4", ""), stageDir("v1.34.4"))+"\n"))
 	golden.Check(t, "install.sh", []byte(installScript(aptDir("v1.34.4", ""), "kubelet", "kubectl")+"\n"))
 	golden.Check(t, "rollback.sh", []byte(rollbackScript(backupDir("v1.34.4"), "/etc/apt/keyrings/kubernetes-apt-keyring.gpg")+"\n"))
+}
+
+// aptNode answers readPackages: its kubernetes.list and dpkg's status.
+type aptNode struct {
+	node.Node
+	list string // "": none
+	dpkg string
+}
+
+func (a aptNode) ReadFile(_ context.Context, p string) ([]byte, error) {
+	if p != SourcesList || a.list == "" {
+		return nil, fs.ErrNotExist
+	}
+	return []byte(a.list), nil
+}
+
+func (a aptNode) Run(_ context.Context, cmd string, _ ...node.ExecOption) (node.Result, error) {
+	if !strings.HasPrefix(cmd, "dpkg-query") {
+		return node.Result{}, fmt.Errorf("unexpected %q", cmd)
+	}
+	return node.Result{Stdout: []byte(a.dpkg)}, nil
+}
+
+// TestReadPackages: a node is upgraded from packages only when its
+// repository is a per-minor one and its three packages are installed, the
+// kubelet's at the version the kubelet reports; else the refusal says to
+// give --binaries.
+func TestReadPackages(t *testing.T) {
+	list := "deb [signed-by=/etc/apt/keyrings/kubernetes.asc] https://pkgs.k8s.io/core:/stable:/v1.33/deb/ /\n"
+	all := "kubeadm installed 1.33.13-1.1\nkubectl installed 1.33.13-1.1\nkubelet installed 1.33.13-1.1\n"
+	for _, c := range []struct {
+		name string
+		n    aptNode
+		err  string
+	}{
+		{"packages", aptNode{list: list, dpkg: all}, ""},
+		{"no repository", aptNode{dpkg: all}, SourcesList + ": file does not exist (installed without the Kubernetes apt repository? give --binaries DIR)"},
+		{"kubelet removed", aptNode{list: list, dpkg: strings.Replace(all, "kubelet installed", "kubelet config-files", 1)}, "package kubelet is not installed"},
+		{"kubelet replaced outside apt", aptNode{list: list, dpkg: strings.Replace(all, "kubelet installed 1.33.13", "kubelet installed 1.33.12", 1)}, "package kubelet is 1.33.12-1.1 but the kubelet reports v1.33.13"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := &run{}
+			tg := &target{n: c.n, kubelet: version.MustParseSemantic("v1.33.13")}
+			p, err := r.readPackages(context.Background(), tg)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.src.minor != "v1.33" || p.installed["kubeadm"] != "1.33.13-1.1" || len(p.installed) != 3 {
+				t.Errorf("got %+v", p)
+			}
+		})
+	}
 }
