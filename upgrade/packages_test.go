@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/util/version"
-
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/kbootstrap/kbootstrap/internal/golden"
 	"github.com/kbootstrap/kbootstrap/node"
