@@ -14,6 +14,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/kbootstrap/kbootstrap/internal/poll"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -91,26 +92,30 @@ func StopRunning(ctx context.Context, n node.Node, c string) (string, error) {
 	return ids, nil
 }
 
-// RestartedAt is the annotation Restart sets on a static pod's manifest:
-// when it restarted the pod, and what makes the restarted pod another pod.
+// RestartedAt is the annotation Restart sets on a static pod's manifest
+// when the kubelet backs off restarting its container: when it restarted
+// the pod, and what makes the restarted pod another pod.
 const RestartedAt = "kbootstrap.io/restarted-at"
 
+// restartPatience is how long Restart waits for the kubelet to start a
+// stopped container again in the same pod before it makes the pod another
+// one: without back-off the kubelet does within 2 s (its next relist).
+const restartPatience = 5 * time.Second
+
 // Restart restarts component c's static pod and waits, through wait, until
-// the kubelet runs it again and healthy passes. The manifest's RestartedAt
-// annotation is set to now: the kubelet reads the manifest as another pod
-// (a static pod's UID is a hash of its manifest), so the crash-loop
-// back-off of the old pod's container (10 s doubling to 5 min when it
-// restarted within 10 minutes: a retried renewal, a rollback) does not
-// apply, as with kubeadm's own new manifests. The old containers are stopped
-// at once (SIGTERM, SIGKILL after StopGrace) rather than after the pod's
-// termination grace. Only a container of a pod other than the old one
-// counts as the restarted one.
+// the kubelet runs it again and healthy passes. Its running containers are
+// stopped (SIGTERM, SIGKILL after StopGrace) and the kubelet starts a new
+// one at once, unless it backs off: a container restarted less than 10
+// minutes before waits 10 s, doubling to 5 min (a retried renewal, a
+// rollback right after a restart). When no new container runs within
+// restartPatience, Restart writes a new RestartedAt annotation into the
+// manifest, which makes it another pod to the kubelet (a static pod's UID is
+// a hash of its manifest, as with kubeadm's own new manifests), started
+// without back-off once the kubelet's pod worker retries (10 to 15 s); then
+// only a container of that new pod counts.
 func Restart(ctx context.Context, n node.Node, c string, wait func(what string, f func(context.Context) error) error, healthy func(context.Context) error) error {
 	old, err := RunningPods(ctx, n, c)
 	if err != nil {
-		return err
-	}
-	if err := SetManifestAnnotation(ctx, n, c, RestartedAt, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
 		return err
 	}
 	for id := range old {
@@ -125,19 +130,31 @@ func Restart(ctx context.Context, n node.Node, c string, wait func(what string, 
 	for _, uid := range old {
 		oldPods[uid] = true
 	}
-	if err := wait(c+" running again", func(ctx context.Context) error {
-		now, err := RunningPods(ctx, n, c)
-		if err != nil {
+	restarted := func(newPod bool) func(context.Context) error {
+		return func(ctx context.Context) error {
+			now, err := RunningPods(ctx, n, c)
+			if err != nil {
+				return err
+			}
+			for id, uid := range now {
+				if (!newPod && old[id] == "") || !oldPods[uid] {
+					return nil
+				}
+			}
+			return errors.New("no new container running yet")
+		}
+	}
+	err = poll.Until(ctx, restartPatience, 500*time.Millisecond, c+" running again", restarted(false))
+	if err != nil {
+		if ctx.Err() != nil {
 			return err
 		}
-		for _, uid := range now {
-			if !oldPods[uid] {
-				return nil
-			}
+		if err := SetManifestAnnotation(ctx, n, c, RestartedAt, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+			return err
 		}
-		return errors.New("no container of the new pod running yet")
-	}); err != nil {
-		return err
+		if err := wait(c+" running again as a new pod (the kubelet was backing off its restart)", restarted(true)); err != nil {
+			return err
+		}
 	}
 	return wait(c+" healthy", healthy)
 }

@@ -89,9 +89,10 @@ func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
 	return out, nil
 }
 
-// restart restarts c's static pod (kubeadm.Restart: a new restarted-at
-// annotation in its manifest, so no crash-loop back-off of a container
-// restarted minutes before, by a retried renewal or a rollback, delays it),
+// restart restarts c's static pod (kubeadm.Restart: its container stopped
+// and started again by the kubelet, or, when the kubelet backs off a
+// container restarted minutes before by a retried renewal or a rollback, a
+// new restarted-at annotation in its manifest, which makes it a new pod),
 // whose new container reads the renewed files; it waits until that runs and
 // is healthy. Nothing is left aside: an interrupt leaves the manifest in
 // place.
