@@ -9,12 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
-	"github.com/kbootstrap/kbootstrap/internal/poll"
 	"github.com/kbootstrap/kbootstrap/node"
 )
 
@@ -92,150 +90,24 @@ func StopRunning(ctx context.Context, n node.Node, c string) (string, error) {
 	return ids, nil
 }
 
-// RestartedAt is the annotation Restart sets on a static pod's manifest
-// when the kubelet backs off restarting its container: when it restarted
-// the pod, and what makes the restarted pod another pod.
-const RestartedAt = "kbootstrap.io/restarted-at"
-
-// restartPatience is how long Restart waits for the kubelet to start a
-// stopped container again in the same pod before it makes the pod another
-// one: without back-off the kubelet does within 2 s (its next relist).
-const restartPatience = 5 * time.Second
-
-// Restart restarts component c's static pod and waits, through wait, until
-// the kubelet runs it again and healthy passes. Its running containers are
-// stopped (SIGTERM, SIGKILL after StopGrace) and the kubelet starts a new
-// one at once, unless it backs off: a container restarted less than 10
-// minutes before waits 10 s, doubling to 5 min (a retried renewal, a
-// rollback right after a restart). When no new container runs within
-// restartPatience, Restart writes a new RestartedAt annotation into the
-// manifest, which makes it another pod to the kubelet (a static pod's UID is
-// a hash of its manifest, as with kubeadm's own new manifests), started
-// without back-off once the kubelet's pod worker retries (10 to 15 s); then
-// only a container of that new pod counts.
+// Restart stops component c's running containers (SIGTERM, SIGKILL after
+// StopGrace) and waits, through wait, until the kubelet runs a new one and
+// healthy passes. The pod and its manifest stay as they are.
 func Restart(ctx context.Context, n node.Node, c string, wait func(what string, f func(context.Context) error) error, healthy func(context.Context) error) error {
-	old, err := RunningPods(ctx, n, c)
+	old, err := StopRunning(ctx, n, c)
 	if err != nil {
 		return err
 	}
-	for id := range old {
-		if err := StopContainer(ctx, n, id, StopGrace(c)); err != nil {
-			// The kubelet may have ended and removed it meanwhile.
-			if now, rerr := RunningPods(ctx, n, c); rerr != nil || now[id] != "" {
-				return fmt.Errorf("stopping %s's container %s: %w", c, id, err)
-			}
+	if err := wait(c+" running again", func(ctx context.Context) error {
+		id, err := RunningContainers(ctx, n, c)
+		if err == nil && (id == "" || slices.Contains(strings.Fields(old), id)) {
+			err = errors.New("no new container yet")
 		}
-	}
-	oldPods := map[string]bool{}
-	for _, uid := range old {
-		oldPods[uid] = true
-	}
-	restarted := func(newPod bool) func(context.Context) error {
-		return func(ctx context.Context) error {
-			now, err := RunningPods(ctx, n, c)
-			if err != nil {
-				return err
-			}
-			for id, uid := range now {
-				if (!newPod && old[id] == "") || !oldPods[uid] {
-					return nil
-				}
-			}
-			return errors.New("no new container running yet")
-		}
-	}
-	err = poll.Until(ctx, restartPatience, 500*time.Millisecond, c+" running again", restarted(false))
-	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		if err := SetManifestAnnotation(ctx, n, c, RestartedAt, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
-			return err
-		}
-		if err := wait(c+" running again as a new pod (the kubelet was backing off its restart)", restarted(true)); err != nil {
-			return err
-		}
+		return err
+	}); err != nil {
+		return err
 	}
 	return wait(c+" healthy", healthy)
-}
-
-// RunningPods returns the running containers of static pod component c
-// (the kubelet's container name), each with its pod's UID.
-func RunningPods(ctx context.Context, n node.Node, c string) (map[string]string, error) {
-	// crictl when installed, else containerd's ctr (what prepare-node installs).
-	res, err := n.Run(ctx, fmt.Sprintf(`if command -v crictl >/dev/null; then
-  for id in $(crictl ps -q --state running --name '^%[1]s$'); do
-    echo "$id $(crictl inspect -o go-template --template '{{ index .status.labels "io.kubernetes.pod.uid" }}' "$id")"
-  done
-  exit 0
-fi
-tasks=$(ctr -n k8s.io tasks ls)
-for id in $(ctr -n k8s.io containers ls -q 'labels."io.kubernetes.container.name"==%[1]s'); do
-  printf '%%s\n' "$tasks" | awk -v id="$id" '$1 == id && $3 == "RUNNING" { f = 1 } END { exit !f }' || continue
-  echo "$id $(ctr -n k8s.io containers info "$id" | sed -n 's/^ *"io.kubernetes.pod.uid": "\([^"]*\)".*/\1/p' | head -n 1)"
-done`, c))
-	if err != nil {
-		return nil, err
-	}
-	pods := map[string]string{}
-	for _, l := range strings.Split(string(res.Stdout), "\n") {
-		if f := strings.Fields(l); len(f) == 2 {
-			pods[f[0]] = f[1]
-		} else if len(f) == 1 {
-			return nil, fmt.Errorf("%s's container %s: no pod UID label", c, f[0])
-		}
-	}
-	return pods, nil
-}
-
-// SetManifestAnnotation sets annotation key to value in component c's
-// static pod manifest, written back atomically with its mode (the
-// temporary file's name starts with a dot: the kubelet skips it). The rest
-// of the manifest is kept as it is, fields this module does not know too.
-func SetManifestAnnotation(ctx context.Context, n node.Node, c, key, value string) error {
-	p := Manifest(c)
-	fi, err := n.Stat(ctx, p)
-	if err != nil {
-		return err
-	}
-	raw, err := n.ReadFile(ctx, p)
-	if err != nil {
-		return err
-	}
-	out, err := setAnnotation(raw, key, value)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	return n.WriteFile(ctx, p, bytes.NewReader(out), node.WriteOptions{Mode: fi.Mode.Perm()})
-}
-
-// setAnnotation sets metadata.annotations[key] of the pod manifest raw.
-func setAnnotation(raw []byte, key, value string) ([]byte, error) {
-	var pod map[string]any
-	if err := yaml.Unmarshal(raw, &pod); err != nil {
-		return nil, err
-	}
-	if pod == nil || pod["kind"] != "Pod" {
-		return nil, errors.New("field kind: not a Pod")
-	}
-	meta, ok := pod["metadata"].(map[string]any)
-	if !ok {
-		if pod["metadata"] != nil {
-			return nil, errors.New("field metadata: not a mapping")
-		}
-		meta = map[string]any{}
-		pod["metadata"] = meta
-	}
-	ann, ok := meta["annotations"].(map[string]any)
-	if !ok {
-		if meta["annotations"] != nil {
-			return nil, errors.New("field metadata.annotations: not a mapping")
-		}
-		ann = map[string]any{}
-		meta["annotations"] = ann
-	}
-	ann[key] = value
-	return yaml.Marshal(pod)
 }
 
 // HealthURL is each component's health endpoint on the node's loopback.

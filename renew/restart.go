@@ -89,13 +89,12 @@ func (o Options) present(ctx context.Context, n node.Node) ([]string, error) {
 	return out, nil
 }
 
-// restart restarts c's static pod (kubeadm.Restart: its container stopped
-// and started again by the kubelet, or, when the kubelet backs off a
-// container restarted minutes before by a retried renewal or a rollback, a
-// new restarted-at annotation in its manifest, which makes it a new pod),
-// whose new container reads the renewed files; it waits until that runs and
-// is healthy. Nothing is left aside: an interrupt leaves the manifest in
-// place.
+// restart stops c's container and the kubelet starts a new one, which reads
+// the renewed files; it waits until that runs and is healthy. The pod and
+// its manifest stay as they are: an interrupt leaves nothing aside. The
+// kubelet starts it at once unless the container restarted less than 10
+// minutes before (a retried renewal, a rollback): then after its doubling
+// back-off (10 s, 20 s, 40 s...), which the wait (Timeout) covers.
 func (o Options) restart(ctx context.Context, t *target, c string) error {
 	return kubeadm.Restart(ctx, t.n, c,
 		func(what string, f func(context.Context) error) error { return o.poll(ctx, what, f) },
