@@ -109,8 +109,9 @@ spec:
 // them. A kubelet that cannot start on worker1 (from a repository whose
 // kubelet is broken, then from --binaries) is put back: worker1 Ready at
 // its old version and packages, its repository the old minor's, uncordoned,
-// worker2 untouched. A node without the repository is refused. Then the whole run finishes and another changes nothing.
-// verify passes before and after.
+// worker2 untouched. A node without the repository is refused. Then the
+// whole run finishes and another changes nothing. verify passes before and
+// after.
 // Afterwards every component runs what the new kubeadm names.
 //
 // Alone: make test-upgrade, or
@@ -121,7 +122,6 @@ func TestUpgrade(t *testing.T) {
 	start := time.Now()
 	uc := upgradeCluster(t, prevBin, prevImages, prev)
 	l, dir, inv, kubeconfig, cs, pause := uc.l, uc.dir, uc.inv, uc.kubeconfig, uc.cs, uc.pause
-
 	all := []string{"lb1", "cp1", "cp2", "cp3", "worker1", "worker2"}
 	cps, workers := all[1:4], all[4:]
 	to := lab.KubernetesVersion
