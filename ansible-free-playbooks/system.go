@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -382,11 +383,7 @@ func (r *aptRepo) ensure(ctx context.Context, e *env) ([]string, error) {
 		}
 		key = b
 	}
-	ext := ".gpg"
-	if strings.Contains(string(key), "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
-		ext = ".asc"
-	}
-	keyFile := "/etc/apt/keyrings/" + r.Name + ext
+	keyFile := "/etc/apt/keyrings/" + r.Name + KeyringExt(key)
 	opts := "signed-by=" + keyFile
 	if r.Arch != "" {
 		opts = "arch=" + r.Arch + " " + opts
@@ -412,6 +409,15 @@ func (r *aptRepo) ensure(ctx context.Context, e *env) ([]string, error) {
 		changes = append(changes, listFile)
 	}
 	return changes, nil
+}
+
+// KeyringExt is the extension apt wants for a signed-by file holding key:
+// .asc for an armored key, .gpg for a binary one.
+func KeyringExt(key []byte) string {
+	if bytes.Contains(key, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
+		return ".asc"
+	}
+	return ".gpg"
 }
 
 // FetchURL GETs url from this machine (the workstation), as key_url does:

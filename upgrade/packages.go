@@ -123,7 +123,11 @@ type packages struct {
 // this machine; it returns what blocks, one line per node.
 func (r *run) packageFacts(ctx context.Context, todo []*target) []string {
 	var why []string
-	keys := map[string][]byte{}
+	type fetched struct {
+		key []byte
+		err error
+	}
+	keys := map[string]fetched{} // by repository: each key fetched once
 	for _, t := range todo {
 		p, err := r.readPackages(ctx, t)
 		if err != nil {
@@ -135,19 +139,16 @@ func (r *run) packageFacts(ctx context.Context, todo []*target) []string {
 			base = r.o.PackageRepository
 		}
 		p.uri = repoURI(base, minorOf(r.res.To))
-		if _, ok := keys[p.uri]; !ok {
-			keys[p.uri], err = playbooks.FetchURL(ctx, p.uri+"Release.key")
-			if err != nil {
-				why = append(why, fmt.Sprintf("%s: the signing key of %s: %v", t.in.Name, p.uri, err))
-				keys[p.uri] = nil
-				continue
-			}
+		f, ok := keys[p.uri]
+		if !ok {
+			f.key, f.err = playbooks.FetchURL(ctx, p.uri+"Release.key")
+			keys[p.uri] = f
 		}
-		if p.key = keys[p.uri]; p.key == nil {
-			why = append(why, fmt.Sprintf("%s: the signing key of %s could not be fetched", t.in.Name, p.uri))
+		if f.err != nil {
+			why = append(why, fmt.Sprintf("%s: the signing key of %s: %v", t.in.Name, p.uri, f.err))
 			continue
 		}
-		t.pkg = p
+		p.key, t.pkg = f.key, p
 	}
 	return why
 }
@@ -185,14 +186,6 @@ func (r *run) readPackages(ctx context.Context, t *target) (*packages, error) {
 // aptDir is where the packages of the target (or, with "-before", the
 // running ones) are fetched on a node.
 func aptDir(v, which string) string { return stageDir(v) + "/apt" + which }
-
-// keyFileName names a key file as apt wants it: .asc when armored.
-func keyFileName(key []byte) string {
-	if bytes.Contains(key, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
-		return "key.asc"
-	}
-	return "key.gpg"
-}
 
 // fetchScript fetches the packages want ("name=version", or
 // "name=upstream" for its newest Debian revision) from the flat repository
@@ -255,7 +248,7 @@ func (r *run) stagePackages(ctx context.Context, todo []*target) error {
 		return eachTarget(ctx, todo, func(ctx context.Context, t *target) error {
 			p := t.pkg
 			dir := aptDir(r.res.To, "")
-			key := dir + "/" + keyFileName(p.key)
+			key := dir + "/key" + playbooks.KeyringExt(p.key)
 			if _, err := t.n.Run(ctx, "mkdir -p -m 0700 "+node.ShellQuote(dir)); err != nil {
 				return fmt.Errorf("node %s: %w", t.in.Name, err)
 			}
@@ -286,7 +279,7 @@ func (r *run) stagePackages(ctx context.Context, todo []*target) error {
 // binary keyring (.gpg) when the repository serves it armored, as
 // kubernetes.io's `gpg --dearmor` does.
 func keyringBytes(file string, key []byte) ([]byte, error) {
-	if !strings.HasSuffix(file, ".gpg") || !bytes.Contains(key, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
+	if !strings.HasSuffix(file, ".gpg") || playbooks.KeyringExt(key) != ".asc" {
 		return key, nil
 	}
 	b, err := armor.Decode(bytes.NewReader(key))

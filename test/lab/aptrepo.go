@@ -136,11 +136,13 @@ func buildDeb(ctx context.Context, cache string, p AptPackages, name, depends, d
 	version := strings.TrimPrefix(p.Version, "v") + "-" + p.Revision
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %s %s %d %d %s", name, version, depends, st.Size(), st.ModTime().UnixNano(), bin)
+	files := map[string][]byte{}
 	for path, tmpl := range units {
 		b, err := os.ReadFile(filepath.Join(RepoRoot(), "ansible-free-playbooks/playbooks/prepare-node", tmpl))
 		if err != nil {
 			return "", err
 		}
+		files[path] = []byte(strings.ReplaceAll(string(b), "{{ .vars.bin_dir }}", "/usr/bin"))
 		fmt.Fprintf(h, " %s %x", path, sha256.Sum256(b))
 	}
 	deb := filepath.Join(cache, "debs", hex.EncodeToString(h.Sum(nil))[:16], fmt.Sprintf("%s_%s_amd64.deb", name, version))
@@ -152,11 +154,6 @@ func buildDeb(ctx context.Context, cache string, p AptPackages, name, depends, d
 		return "", err
 	}
 	defer os.RemoveAll(tree)
-	files := map[string][]byte{}
-	for path, tmpl := range units {
-		b, _ := os.ReadFile(filepath.Join(RepoRoot(), "ansible-free-playbooks/playbooks/prepare-node", tmpl))
-		files[path] = []byte(strings.ReplaceAll(string(b), "{{ .vars.bin_dir }}", "/usr/bin"))
-	}
 	control := fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: amd64\nMaintainer: kbootstrap lab <lab@kbootstrap.invalid>\nSection: admin\nPriority: optional\nHomepage: https://kubernetes.io\n", name, version)
 	if depends != "" {
 		control += "Depends: " + depends + "\n"
